@@ -1,0 +1,74 @@
+"""Policy: the limits, timers and pools the planner decides with. Built by config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+
+from dtserver.model import Flavor
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A launchable shape: flavors, image, zone, node properties and limits.
+
+    Its TORQUE node slots (`slot_names`) exist before any instance does, because qsub
+    refuses a `-l nodes=` request that no existing node entry could satisfy.
+    """
+
+    name: str
+    flavors: tuple[Flavor, ...]
+    image: str
+    zone: str | None = None
+    properties: frozenset[str] = frozenset({"CLOUD"})
+    queues: frozenset[str] = frozenset()      # empty: any monitored queue
+    accounts: frozenset[str] = frozenset()    # empty: any account
+    min_nodes: int = 0                        # static floor, always on
+    max_nodes: int = 10                       # also the number of node slots
+    max_cores: int | None = None
+    name_prefix: str = ""                     # default: "<pool>-"
+    key_name: str | None = None
+    security_groups: tuple[str, ...] = ()
+    network: str | None = None
+    user_data_template: str | None = None
+
+    @cached_property
+    def slot_names(self) -> tuple[str, ...]:
+        prefix = self.name_prefix or f"{self.name}-"
+        width = max(3, len(str(self.max_nodes)))
+        return tuple(f"{prefix}{index:0{width}d}" for index in range(1, self.max_nodes + 1))
+
+    @property
+    def slot_np(self) -> int:
+        """np of an unused slot: the largest flavor, so qsub accepts any job that fits one."""
+        return max(flavor.cores for flavor in self.flavors)
+
+    def flavor(self, name: str) -> Flavor | None:
+        return next((flavor for flavor in self.flavors if flavor.name == name), None)
+
+
+@dataclass(frozen=True)
+class Policy:
+    pools: tuple[Pool, ...]
+    queues: frozenset[str] = frozenset()              # monitored queues; empty: all
+    max_cores: int | None = None                      # across all pools
+    max_booting: int | None = None                    # launches in flight, all pools
+    idle_timeout: timedelta = timedelta(seconds=600)  # max_idle_time
+    down_timeout: timedelta = timedelta(seconds=480)  # max_down_time
+    boot_timeout: timedelta = timedelta(seconds=1200)  # max_inaccessible_time
+    launch_grace: timedelta = timedelta(seconds=120)  # a launching record with no instance
+    hint_ttl: timedelta = timedelta(seconds=20)       # two job polls
+    backoff_base: timedelta = timedelta(seconds=30)
+    backoff_cap: timedelta = timedelta(seconds=1800)
+    max_boot_failures: int = 5                        # consecutive, then the pool stops
+    drain_note_prefix: str = "dynamictorque:"
+
+    def pool(self, name: str) -> Pool | None:
+        return next((pool for pool in self.pools if pool.name == name), None)
+
+    def pool_of_slot(self, hostname: str) -> Pool | None:
+        return self._pool_by_slot.get(hostname)
+
+    @cached_property
+    def _pool_by_slot(self) -> dict[str, Pool]:
+        return {slot: pool for pool in self.pools for slot in pool.slot_names}
