@@ -135,6 +135,7 @@ class Node:
     np: int
     properties: frozenset[str] = frozenset()
     jobs: tuple[str, ...] = ()               # job ids from <jobs>, deduplicated, in order
+    used_cores: int = 0                      # cores the <jobs> core ranges occupy
     note: str | None = None
     has_reported: bool = False               # <status> present: a mom reported at least once
     ncpus: int | None = None                 # from status, when reported

@@ -1,0 +1,51 @@
+"""The HTTP API: validates, records and answers. It never calls TORQUE or Nova.
+
+Mutations are recorded in the store (hints, sleep flag) for the reconciler to act on.
+Reads come from what the reconciler last stored.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from dtserver.api import control, hints, nodes, status
+from dtserver.api.auth import read_token_file
+from dtserver.api.context import ApiContext, attach_context
+from dtserver.api.errors import register_error_handlers
+from dtserver.api.serialize import ModelJSONProvider
+from dtserver.api.settings import ApiConfigError, ApiSettings
+from dtserver.clock import Clock, SystemClock
+from dtserver.store import Store
+from dtserver.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings | None = None, *, store: Store | None = None,
+               clock: Clock | None = None) -> Flask:
+    """Build the app; raises ApiConfigError when a token file is unusable."""
+    settings = settings or ApiSettings()
+    admin_token = (read_token_file(settings.token_file, private=True)
+                   if settings.token_file is not None else None)
+    hint_token = (read_token_file(settings.hint_token_file, private=False)
+                  if settings.hint_token_file is not None else None)
+    if admin_token is not None and admin_token == hint_token:
+        raise ApiConfigError("the hint token file holds the admin token; users can read it")
+    if admin_token is None:
+        log.warning("no admin token configured: admin mutations are disabled")
+
+    app = Flask(__name__)
+    app.json = ModelJSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    attach_context(app, ApiContext(
+        settings=settings,
+        store=store if store is not None else SqliteStore(settings.db_path),
+        clock=clock or SystemClock(),
+        admin_token=admin_token,
+        hint_token=hint_token,
+    ))
+    register_error_handlers(app)
+    for blueprint in (hints.bp, status.bp, nodes.bp, control.bp):
+        app.register_blueprint(blueprint)
+    return app

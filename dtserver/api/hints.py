@@ -1,0 +1,166 @@
+"""POST /v1/hints: demand announced by the submit filter before qsub has a job id.
+
+The body is validated here (shape, sizes, characters, and the request grammar through
+nodespec, the one parser) and stored as posted; the reconciler parses it again when it
+plans. Nothing here talks to TORQUE or Nova.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from dtserver import nodespec
+from dtserver.api.auth import check_hint_token
+from dtserver.api.context import api_context
+from dtserver.api.errors import ApiError
+from dtserver.api.wakeup import wake_reconciler
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("hints", __name__)
+
+# POSIX portable user names (useradd's rule), with the trailing $ of machine accounts.
+_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?")
+# queue[@server[:port]], as qsub -q accepts it.
+_QUEUE = re.compile(r"[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+(:[0-9]+)?)?")
+_HOST = re.compile(r"[A-Za-z0-9_.:-]+")
+# Tab is allowed ("#PBS\t-l ..."); other control characters never belong in these fields.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_SHOWN_CHARS = 40
+
+
+@dataclass(frozen=True)
+class _Text:
+    max_chars: int
+    pattern: re.Pattern[str] | None = None
+    required: bool = False            # required text fields are never null
+
+
+@dataclass(frozen=True)
+class _TextList:
+    max_items: int
+    max_chars: int
+
+
+_TEXT_FIELDS = {
+    "user": _Text(64, _USER, required=True),
+    "queue": _Text(255, _QUEUE),
+    "account": _Text(255),
+    "array": _Text(1024),
+    "submit_host": _Text(255, _HOST),
+    "job_name": _Text(255),
+}
+# Optional; absent means an empty list.
+_LIST_FIELDS = {
+    "resources": _TextList(max_items=64, max_chars=1024),
+    "directives": _TextList(max_items=256, max_chars=1024),
+}
+_FIELDS = frozenset(_TEXT_FIELDS) | frozenset(_LIST_FIELDS)
+
+
+def _shown(text: str) -> str:
+    """Echo user input in messages, but never 60 KiB of it."""
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "...")
+
+
+def _invalid(code: str, message: str) -> ApiError:
+    return ApiError(400, code, message)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key is ambiguous: which one would we have stored "as posted"?
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"duplicate key {_shown(key)}")
+        result[key] = value
+    return result
+
+
+def _read_json_object() -> dict[str, Any]:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the hint as application/json")
+    body = request.get_data(cache=False)        # raises 413 beyond MAX_CONTENT_LENGTH
+    try:
+        payload = json.loads(body, object_pairs_hook=_reject_duplicates)
+    except _DuplicateKey as error:
+        raise _invalid("invalid_json", str(error)) from error
+    # ValueError covers bad JSON, bad UTF-8 and oversized integers.
+    except (ValueError, RecursionError) as error:
+        raise _invalid("invalid_json", f"body is not valid JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise _invalid("invalid_type", "the hint must be a JSON object")
+    return payload
+
+
+def _check_text(name: str, value: str, max_chars: int, pattern: re.Pattern[str] | None) -> None:
+    if len(value) > max_chars:
+        raise _invalid("invalid_value", f"{name}: longer than {max_chars} characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise _invalid("invalid_value", f"{name}: {_shown(value)} has characters not allowed here")
+    if _CONTROL.search(value):
+        raise _invalid("invalid_value", f"{name}: control characters are not allowed")
+
+
+def validate_hint(payload: dict[str, Any]) -> None:
+    """Raise ApiError (400) for the first problem found in a hint payload."""
+    unknown = sorted(set(payload) - _FIELDS)
+    if unknown:
+        raise _invalid("unknown_field",
+                       f"unknown field(s): {', '.join(_shown(name) for name in unknown[:5])}")
+    for name, rule in _TEXT_FIELDS.items():
+        value = payload.get(name)
+        if value is None:
+            if rule.required:
+                raise _invalid("missing_field", f"{name}: required")
+            continue
+        if not isinstance(value, str):
+            expected = "a string" if rule.required else "a string or null"
+            raise _invalid("invalid_type", f"{name}: must be {expected}")
+        _check_text(name, value, rule.max_chars, rule.pattern)
+    for name, rule in _LIST_FIELDS.items():
+        items = payload.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise _invalid("invalid_type", f"{name}: must be a list of strings")
+        if len(items) > rule.max_items:
+            raise _invalid("invalid_value", f"{name}: more than {rule.max_items} items")
+        for index, item in enumerate(items):
+            _check_text(f"{name}[{index}]", item, rule.max_chars, None)
+    array = payload.get("array")
+    if array is not None:
+        try:
+            nodespec.parse_array_spec(array)
+        except nodespec.RequestError as error:
+            raise _invalid("invalid_array", str(error)) from error
+    try:
+        nodespec.parse_resource_list(nodespec.parse_qsub_resources(payload.get("resources", [])),
+                                     array=array)
+    except nodespec.RequestError as error:
+        raise _invalid("invalid_resources", str(error)) from error
+
+
+@bp.post("/v1/hints")
+def post_hint() -> tuple[Response, int]:
+    check_hint_token()
+    payload = _read_json_object()
+    try:
+        validate_hint(payload)
+    except ApiError as error:
+        log.info("hint rejected code=%s message=%s remote=%s", error.code, error.message,
+                 request.remote_addr)
+        raise
+    context = api_context()
+    hint_id = context.store.add_hint(context.clock.now(), payload)
+    wake_reconciler(context.settings.wakeup_path)
+    log.debug("hint stored id=%d user=%s queue=%s", hint_id, payload["user"], payload.get("queue"))
+    return jsonify({"id": hint_id}), 202

@@ -1,0 +1,403 @@
+"""Queued jobs and live hints -> node-slices -> packed onto capacity, new instances last.
+
+First-fit-decreasing: demands sorted by their largest slice; each slice goes to the first
+bin (existing capacity first, then instances planned this pass) with room; a new bin takes
+the flavor that wastes least on the slices waiting behind it. A multi-node job gets all its
+slices placed or none (its partial placement is rolled back).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance
+from dtserver.model import (
+    DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Request, Snapshot)
+from dtserver.planning.limits import Budget, launch_block
+from dtserver.policy import Policy, Pool
+
+# A job's ctime has whole seconds and the submit host's clock may lag ours.
+HINT_MATCH_SKEW = timedelta(seconds=5)
+LOOKAHEAD_SLICES = 32
+
+Shape = tuple[int, int, int]   # cores, mem_mb, gpus
+
+
+@dataclass
+class Demand:
+    key: str                       # job id, or "hint:<id>#<n>"
+    created: datetime
+    pools: list[Pool]
+    slices: list[Shape]            # sorted largest first
+    distinct: bool
+    job_id: str | None = None
+
+    @property
+    def size(self) -> Shape:
+        return self.slices[0]
+
+
+@dataclass
+class Bin:
+    hostname: str
+    pool: Pool
+    cores: int
+    mem_mb: int
+    gpus: int
+    label: str                     # "idle", "booting", "new", ...
+    flavor: Flavor | None = None   # set for bins planned this pass
+    members: set[str] = field(default_factory=set)
+
+    def fits(self, shape: Shape, demand: Demand) -> bool:
+        cores, mem_mb, gpus = shape
+        return (cores <= self.cores and mem_mb <= self.mem_mb and gpus <= self.gpus
+                and not (demand.distinct and demand.key in self.members))
+
+    def put(self, shape: Shape, demand: Demand) -> None:
+        self.cores -= shape[0]
+        self.mem_mb -= shape[1]
+        self.gpus -= shape[2]
+        self.members.add(demand.key)
+
+    def take_out(self, shape: Shape, demand: Demand) -> None:
+        self.cores += shape[0]
+        self.mem_mb += shape[1]
+        self.gpus += shape[2]
+        self.members.discard(demand.key)
+
+
+@dataclass
+class DemandResult:
+    launches: list[LaunchInstance]
+    verdicts: list[JobVerdict]
+    expired_hints: list[ExpireHint]
+    used_hostnames: set[str]       # existing nodes that demand was packed onto
+
+
+def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy,
+                now: datetime) -> tuple[list[tuple[DemandHint, int]], list[ExpireHint]]:
+    """Pair hints with the jobs they announced; return the unmatched rest with its count."""
+    by_owner: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_owner.setdefault(job.owner, []).append(job)
+    consumed: set[str] = set()
+    live: list[tuple[DemandHint, int]] = []
+    expired: list[ExpireHint] = []
+    for hint in sorted(hints, key=lambda h: h.received):
+        remaining = hint.count
+        matched: list[str] = []
+        for job in by_owner.get(hint.user, ()):
+            if remaining == 0:
+                break
+            if (job.id not in consumed and job.request is not None
+                    and (hint.queue is None or hint.queue == job.queue)
+                    and job.created >= hint.received - HINT_MATCH_SKEW
+                    and job.request.chunks == hint.request.chunks):
+                consumed.add(job.id)
+                matched.append(job.id)
+                remaining -= 1
+        if remaining == 0:
+            expired.append(ExpireHint(hint.id, f"matched job {', '.join(matched)}"))
+        elif now - hint.received > policy.hint_ttl:
+            expired.append(ExpireHint(hint.id, "expired before its job was seen"))
+        else:
+            live.append((hint, remaining))
+    return live, expired
+
+
+def _slices(request: Request) -> tuple[list[Shape], bool]:
+    shapes = [(chunk.cores, chunk.mem_mb, chunk.gpus)
+              for chunk in request.chunks for _ in range(chunk.count)]
+    shapes.sort(reverse=True)
+    return shapes, len(shapes) > 1 and any(chunk.distinct for chunk in request.chunks)
+
+
+def _fits_flavor(shape: Shape, flavor: Flavor) -> bool:
+    return shape[0] <= flavor.cores and shape[1] <= flavor.mem_mb and shape[2] <= flavor.gpus
+
+
+class _Eligibility:
+    """Which pools may serve a request, or why none can."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def pools_for(self, queue: str | None, account: str | None,
+                  request: Request) -> tuple[list[Pool], str]:
+        specific: list[Pool] = []
+        general: list[Pool] = []
+        why = "no pool configured"
+        for pool in self.policy.pools:
+            if pool.queues and queue not in pool.queues:
+                why = f"no pool serves queue {queue}"
+                continue
+            if pool.accounts and account not in pool.accounts:
+                why = f"no pool serves account {account}"
+                continue
+            wanted = frozenset().union(*(chunk.properties for chunk in request.chunks))
+            missing = wanted - pool.properties
+            if missing:
+                why = f"no pool has node properties {', '.join(sorted(missing))}"
+                continue
+            too_big = [chunk for chunk in request.chunks
+                       if not any(_fits_flavor((chunk.cores, chunk.mem_mb, chunk.gpus), flavor)
+                                  for flavor in pool.flavors)]
+            if too_big:
+                chunk = too_big[0]
+                largest = max(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
+                why = (f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} GPUs is "
+                       f"larger than any flavor (largest {largest.name}: {largest.cores} cores/"
+                       f"{largest.mem_mb} MiB/{largest.gpus} GPUs)")
+                continue
+            (specific if pool.queues or pool.accounts else general).append(pool)
+        return specific + general, why
+
+
+def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
+                ) -> tuple[Demand | None, JobVerdict | None]:
+    if policy.queues and job.queue not in policy.queues:
+        return None, JobVerdict(job.id, "not-eligible", f"queue {job.queue} is not monitored")
+    if job.state is JobState.HELD:
+        return None, JobVerdict(job.id, "not-eligible", f"held (Hold_Types={job.hold_types})")
+    if job.state is JobState.WAITING:
+        return None, JobVerdict(job.id, "not-eligible", "waiting for its start time")
+    if job.state is not JobState.QUEUED:
+        return None, None
+    if job.request is None:
+        return None, JobVerdict(job.id, "not-eligible",
+                                f"request not understood: {job.request_error}")
+    pinned = [chunk.hostname for chunk in job.request.chunks if chunk.hostname]
+    if pinned:
+        return None, JobVerdict(job.id, "not-eligible",
+                                f"pinned to host {pinned[0]}: no new node can serve it")
+    pools, why = eligibility.pools_for(job.queue, job.account, job.request)
+    if not pools:
+        return None, JobVerdict(job.id, "unservable", why)
+    slices, distinct = _slices(job.request)
+    return Demand(job.id, job.created, pools, slices, distinct, job_id=job.id), None
+
+
+def _hint_demands(hint: DemandHint, count: int, eligibility: _Eligibility) -> list[Demand]:
+    pools, _ = eligibility.pools_for(hint.queue, hint.account, hint.request)
+    if not pools or any(chunk.hostname for chunk in hint.request.chunks):
+        return []
+    if hint.request.array and hint.request.array.slot_limit is not None:
+        count = min(count, hint.request.array.slot_limit)
+    slices, distinct = _slices(hint.request)
+    return [Demand(f"hint:{hint.id}#{index}", hint.received, pools, slices, distinct)
+            for index in range(count)]
+
+
+def existing_bins(snapshot: Snapshot, policy: Policy,
+                  reclaimable: dict[str, NodeRecord]) -> list[Bin]:
+    """Free capacity on nodes we own that are up or coming, plus idle-drained nodes that
+    could be cleared instead of launching anew."""
+    nodes = {node.name: node for node in snapshot.nodes or ()}
+    bins: list[Bin] = []
+    for record in snapshot.records:
+        pool = policy.pool(record.pool)
+        flavor = pool.flavor(record.flavor) if pool else None
+        if pool is None or flavor is None:
+            continue
+        if record.state in (NodeState.LAUNCHING, NodeState.BOOTING, NodeState.REGISTERED):
+            used = 0
+            label = record.state.value
+        elif record.state in (NodeState.IDLE, NodeState.BUSY) or record.hostname in reclaimable:
+            node = nodes.get(record.hostname)
+            if node is None:
+                continue   # unknown usage: never count it as free
+            used = node.used_cores
+            label = "draining" if record.hostname in reclaimable else record.state.value
+        else:
+            continue
+        share = max(flavor.cores - used, 0)
+        bins.append(Bin(record.hostname, pool, share, flavor.mem_mb * share // flavor.cores,
+                        flavor.gpus if used == 0 else 0, label))
+    return bins
+
+
+class _Packer:
+    def __init__(self, snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget,
+                 bins: list[Bin], pending: dict[str, list[Demand]]) -> None:
+        self.snapshot = snapshot
+        self.now = now
+        self.budget = budget
+        self.bins_by_pool: dict[str, list[Bin]] = {pool.name: [] for pool in policy.pools}
+        for bin_ in bins:
+            self.bins_by_pool[bin_.pool.name].append(bin_)
+        self.pending = pending
+        self.blocked = {pool.name: launch_block(pool, snapshot, now) for pool in policy.pools}
+        # Bins never gain room, so a shape that did not fit bins[:n] never will: scan from n.
+        self.scan_from: dict[tuple[str, Shape], int] = {}
+
+    def place(self, demand: Demand, pool: Pool, position: int
+              ) -> tuple[list[Bin] | None, str]:
+        bins = self.bins_by_pool[pool.name]
+        placed: list[tuple[Bin, Shape]] = []
+        opened: list[Bin] = []
+        refusal = ""
+        for index, shape in enumerate(demand.slices):
+            target = self._first_fit(bins, shape, demand, pool.name)
+            if target is None:
+                refusal = self.blocked[pool.name] or ""
+                flavor = None if refusal else self._choose_flavor(pool, demand, index, position)
+                if flavor is not None:
+                    refusal = self.budget.refusal(pool, flavor) or ""
+                if refusal or flavor is None:
+                    refusal = refusal or "no flavor fits"
+                    break
+                target = Bin(self.budget.take(pool, flavor), pool, flavor.cores, flavor.mem_mb,
+                             flavor.gpus, "new", flavor=flavor)
+                bins.append(target)
+                opened.append(target)
+            target.put(shape, demand)
+            placed.append((target, shape))
+        else:
+            return [bin_ for bin_, _ in placed], ""
+        for bin_, shape in placed:
+            bin_.take_out(shape, demand)
+        for bin_ in opened:
+            bins.remove(bin_)
+            self.budget.give_back(pool, bin_.flavor, bin_.hostname)
+        self.scan_from = {key: value for key, value in self.scan_from.items()
+                          if key[0] != pool.name}
+        return None, refusal
+
+    def _first_fit(self, bins: list[Bin], shape: Shape, demand: Demand,
+                   pool_name: str) -> Bin | None:
+        key = (pool_name, shape)
+        start = self.scan_from.get(key, 0) if not demand.distinct else 0
+        for index in range(start, len(bins)):
+            if bins[index].fits(shape, demand):
+                return bins[index]
+        if not demand.distinct:
+            self.scan_from[key] = len(bins)
+        return None
+
+    def _choose_flavor(self, pool: Pool, demand: Demand, index: int,
+                       position: int) -> Flavor | None:
+        """Least waste over the slices queued behind this one (cluster-autoscaler's
+        least-waste expander, on cores then memory)."""
+        upcoming: list[tuple[Shape, Demand]] = [(shape, demand)
+                                                for shape in demand.slices[index:]]
+        for later in self.pending[pool.name][position + 1:]:
+            if len(upcoming) >= LOOKAHEAD_SLICES:
+                break
+            upcoming.extend((shape, later) for shape in later.slices)
+        best: tuple[tuple[float, float, int, int], Flavor] | None = None
+        for flavor in pool.flavors:
+            if not _fits_flavor(upcoming[0][0], flavor):
+                continue
+            cores, mem_mb, gpus = flavor.cores, flavor.mem_mb, flavor.gpus
+            seen: set[str] = set()
+            absorbed = 0
+            for (c, m, g), owner in upcoming[:LOOKAHEAD_SLICES]:
+                if c <= cores and m <= mem_mb and g <= gpus and not (
+                        owner.distinct and owner.key in seen):
+                    cores, mem_mb, gpus = cores - c, mem_mb - m, gpus - g
+                    seen.add(owner.key)
+                    absorbed += 1
+            # Least idle cores, then memory; among equals the one serving more slices (fewer
+            # boots), then the smaller flavor.
+            score = (cores / flavor.cores, mem_mb / max(flavor.mem_mb, 1), -absorbed,
+                     flavor.cores)
+            if best is None or score < best[0]:
+                best = (score, flavor)
+        return best[1] if best else None
+
+
+def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget,
+                reclaimable: dict[str, NodeRecord]) -> DemandResult:
+    eligibility = _Eligibility(policy)
+    jobs = snapshot.jobs or ()
+    live_hints, expired = match_hints(jobs, snapshot.hints, policy, now)
+    verdicts: list[JobVerdict] = []
+    demands: list[Demand] = []
+    for job in jobs:
+        demand, verdict = _job_demand(job, policy, eligibility)
+        if demand is not None:
+            demands.append(demand)
+        if verdict is not None:
+            verdicts.append(verdict)
+    for hint, count in live_hints:
+        demands.extend(_hint_demands(hint, count, eligibility))
+    demands.sort(key=lambda d: (-d.size[0], -d.size[1], -len(d.slices), d.created))
+
+    pending: dict[str, list[Demand]] = {pool.name: [] for pool in policy.pools}
+    for demand in demands:
+        pending[demand.pools[0].name].append(demand)
+    position = {demand.key: index for pool_demands in pending.values()
+                for index, demand in enumerate(pool_demands)}
+
+    packer = _Packer(snapshot, policy, now, budget,
+                     existing_bins(snapshot, policy, reclaimable), pending)
+    launches: dict[str, LaunchInstance] = {}
+    bin_jobs: dict[str, list[str]] = {}
+    used: set[str] = set()
+    for demand in demands:
+        refusals: list[str] = []
+        for pool in demand.pools:
+            bins, refusal = packer.place(demand, pool, position[demand.key]
+                                         if pool is demand.pools[0] else -1)
+            if bins is None:
+                refusals.append(refusal)
+                continue
+            for bin_ in bins:
+                bin_jobs.setdefault(bin_.hostname, []).append(demand.key)
+                if bin_.flavor is None:
+                    used.add(bin_.hostname)
+            if demand.job_id is not None:
+                verdicts.append(_placed_verdict(demand, bins, pool))
+            break
+        else:
+            if demand.job_id is not None:
+                verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
+                                           "; ".join(dict.fromkeys(refusals)),
+                                           demand.pools[0].name))
+    for pool_bins in packer.bins_by_pool.values():
+        for bin_ in pool_bins:
+            if bin_.flavor is None:
+                continue
+            served = bin_jobs.get(bin_.hostname, [])
+            shown = ", ".join(served[:5]) + (f" and {len(served) - 5} more" if len(served) > 5 else "")
+            launches[bin_.hostname] = LaunchInstance(
+                hostname=bin_.hostname, pool=bin_.pool.name, flavor=bin_.flavor.name,
+                cores=bin_.flavor.cores, reason=f"demand: {shown}")
+    return DemandResult(list(launches.values()), verdicts, expired, used)
+
+
+def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
+    hosts = ", ".join(dict.fromkeys(bin_.hostname for bin_ in bins))
+    labels = {bin_.label for bin_ in bins}
+    if "new" in labels:
+        return JobVerdict(demand.key, "launching", f"launching {hosts}", pool.name)
+    if labels & {"launching", "booting", "registered"}:
+        return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join", pool.name)
+    return JobVerdict(demand.key, "waiting-scheduler",
+                      f"fits on {hosts}; waiting for the scheduler", pool.name)
+
+
+def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,
+               budget: Budget) -> tuple[list[LaunchInstance], list[str]]:
+    """Launch up to each pool's min_nodes (static, always-on nodes)."""
+    launches: list[LaunchInstance] = []
+    notes: list[str] = []
+    for pool in policy.pools:
+        have = sum(1 for record in snapshot.records if record.pool == pool.name
+                   and record.state not in (NodeState.DELETED, NodeState.DELETING,
+                                            NodeState.FAILED)
+                   and record.drain is not DrainKind.ADMIN)
+        if have >= pool.min_nodes:
+            continue
+        block = launch_block(pool, snapshot, now)
+        flavor = min(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
+        for _ in range(pool.min_nodes - have):
+            refusal = block or budget.refusal(pool, flavor)
+            if refusal:
+                notes.append(f"pool {pool.name} below min_nodes={pool.min_nodes}: {refusal}")
+                break
+            hostname = budget.take(pool, flavor)
+            launches.append(LaunchInstance(hostname, pool.name, flavor.name, flavor.cores,
+                                           f"min_nodes={pool.min_nodes}"))
+    return launches, notes

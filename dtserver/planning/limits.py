@@ -1,0 +1,97 @@
+"""What may still be launched this pass: slots, core caps, launches in flight, quota."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from dtserver.model import Flavor, NodeState, Snapshot
+from dtserver.policy import Policy, Pool
+
+
+class Budget:
+    """Counts every live record (an instance being deleted still exists and still costs),
+    then every launch this plan adds, against every configured limit."""
+
+    def __init__(self, snapshot: Snapshot, policy: Policy) -> None:
+        self._policy = policy
+        self._quotas = snapshot.quotas
+        live = [record for record in snapshot.records if record.state is not NodeState.DELETED]
+        self.cores_used = sum(record.cores for record in live)
+        self.pool_cores: Counter[str] = Counter()
+        self.in_flight = sum(1 for record in live if record.state in
+                             (NodeState.LAUNCHING, NodeState.BOOTING))
+        taken: dict[str, set[str]] = {}
+        for record in live:
+            self.pool_cores[record.pool] += record.cores
+            taken.setdefault(record.pool, set()).add(record.hostname)
+        self._free_slots = {
+            pool.name: [slot for slot in pool.slot_names if slot not in taken.get(pool.name, ())]
+            for pool in policy.pools}
+        self._new_cores: Counter[str] = Counter()
+        self._new_ram: Counter[str] = Counter()
+        self._new_count: Counter[str] = Counter()
+
+    def refusal(self, pool: Pool, flavor: Flavor) -> str | None:
+        """Why one more `flavor` instance in `pool` would break a limit; None if it fits."""
+        if not self._free_slots[pool.name]:
+            return f"pool {pool.name} at max_nodes={pool.max_nodes}"
+        if pool.max_cores is not None and self.pool_cores[pool.name] + flavor.cores > pool.max_cores:
+            return (f"pool {pool.name} at max_cores={pool.max_cores} "
+                    f"(using {self.pool_cores[pool.name]})")
+        cap = self._policy.max_cores
+        if cap is not None and self.cores_used + flavor.cores > cap:
+            return f"cluster at max_cores={cap} (using {self.cores_used})"
+        cap = self._policy.max_booting
+        if cap is not None and self.in_flight >= cap:
+            return f"{self.in_flight} launches in flight (max_booting={cap})"
+        quota = self._quotas.get(pool.name)
+        if quota is not None:
+            if quota.cores is not None and self._new_cores[pool.name] + flavor.cores > quota.cores:
+                return f"project quota: {quota.cores} cores free"
+            if quota.instances is not None and self._new_count[pool.name] + 1 > quota.instances:
+                return f"project quota: {quota.instances} instances free"
+            if quota.ram_mb is not None and self._new_ram[pool.name] + flavor.mem_mb > quota.ram_mb:
+                return f"project quota: {quota.ram_mb} MiB RAM free"
+        return None
+
+    def take(self, pool: Pool, flavor: Flavor) -> str:
+        """Reserve a slot and the cores; returns the slot's hostname."""
+        hostname = self._free_slots[pool.name].pop(0)
+        self.cores_used += flavor.cores
+        self.pool_cores[pool.name] += flavor.cores
+        self.in_flight += 1
+        self._new_cores[pool.name] += flavor.cores
+        self._new_ram[pool.name] += flavor.mem_mb
+        self._new_count[pool.name] += 1
+        return hostname
+
+    def give_back(self, pool: Pool, flavor: Flavor, hostname: str) -> None:
+        """Undo a take() when a multi-node job cannot get all its nodes."""
+        self._free_slots[pool.name].insert(0, hostname)
+        self._free_slots[pool.name].sort(key=pool.slot_names.index)
+        self.cores_used -= flavor.cores
+        self.pool_cores[pool.name] -= flavor.cores
+        self.in_flight -= 1
+        self._new_cores[pool.name] -= flavor.cores
+        self._new_ram[pool.name] -= flavor.mem_mb
+        self._new_count[pool.name] -= 1
+
+
+def launch_block(pool: Pool, snapshot: Snapshot, now: datetime) -> str | None:
+    """A reason why `pool` may not launch at all this pass, or None."""
+    if snapshot.sleeping:
+        return "sleep mode: no new launches"
+    if snapshot.instances is None:
+        return "cloud unreadable this pass: no launches"
+    health = snapshot.pool_health.get(pool.name)
+    if health is None:
+        return None
+    if health.stopped:
+        return (f"pool {pool.name} stopped after {health.consecutive_failures} consecutive "
+                f"boot failures; `dtadmin reset-pool {pool.name}` resumes it")
+    if health.backoff_until is not None and now < health.backoff_until:
+        kind = health.last_error.value if health.last_error else "error"
+        return (f"pool {pool.name} backing off until {health.backoff_until:%Y-%m-%dT%H:%M:%SZ} "
+                f"after {kind}: {health.last_message}")
+    return None
+

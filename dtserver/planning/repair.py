@@ -1,0 +1,248 @@
+"""Move each owned node along its lifecycle; clean up what faults and crashes left behind.
+
+Nothing here deletes on a guess: every destructive step needs TORQUE and Nova to have been
+read this pass, and a node with a job on it is only ever waited for.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from dtserver.actions import (
+    AdoptInstance, DeleteInstance, JoinNode, MarkDown, PokeScheduler, RegisterSlot,
+    ReleaseNode, Transition)
+from dtserver.model import (
+    ErrorKind, Instance, Node, NodeRecord, NodeState, PoolHealth, Snapshot)
+from dtserver.policy import Policy
+
+SLOT_NOTE = "dynamictorque: slot, no instance"
+# Re-send a delete this long after the last one; Nova deletes are asynchronous.
+DELETE_RETRY = timedelta(seconds=60)
+
+
+def fault_is_capacity(fault: str | None) -> bool:
+    return bool(fault) and "no valid host" in fault.lower()
+
+
+class Lifecycle:
+    def __init__(self, snapshot: Snapshot, policy: Policy, now: datetime) -> None:
+        self.snapshot = snapshot
+        self.policy = policy
+        self.now = now
+        self.nodes: dict[str, Node] | None = (
+            None if snapshot.nodes is None else {node.name: node for node in snapshot.nodes})
+        self.instances: dict[str, Instance] | None = None
+        self.by_record: dict[str, Instance] = {}
+        if snapshot.instances is not None:
+            self.instances = {instance.id: instance for instance in snapshot.instances}
+            self.by_record = {instance.record_id: instance for instance in snapshot.instances
+                              if instance.record_id}
+        self.actions: list = []
+        self.notes: list[str] = []
+        self.poke = False
+
+    # -- helpers -------------------------------------------------------------------------
+    def instance_of(self, record: NodeRecord) -> Instance | None:
+        if record.instance_id and self.instances is not None:
+            found = self.instances.get(record.instance_id)
+            if found is not None:
+                return found
+        return self.by_record.get(record.id)
+
+    def jobs_on(self, record: NodeRecord) -> tuple[str, ...] | None:
+        """Jobs TORQUE lists on the node; None when TORQUE was not read (unknown)."""
+        if self.nodes is None:
+            return None
+        node = self.nodes.get(record.hostname)
+        return node.jobs if node is not None else ()
+
+    def fail(self, record: NodeRecord, reason: str, kind: ErrorKind = ErrorKind.BOOT) -> None:
+        self.actions.append(Transition(record.id, NodeState.FAILED, reason, failure=kind))
+
+    def dismantle(self, record: NodeRecord, reason: str) -> list | None:
+        """Deleting state first (written before the calls it describes), then release the
+        node entry and delete the instance; None when that is not known to be safe."""
+        jobs = self.jobs_on(record)
+        if jobs is None or self.instances is None:
+            self.notes.append(f"{record.hostname}: not deleted, TORQUE or Nova unreadable")
+            return None
+        if jobs:
+            self.notes.append(f"{record.hostname}: waiting for {', '.join(jobs)} before delete")
+            return None
+        steps: list = [Transition(record.id, NodeState.DELETING, reason)]
+        pool = self.policy.pool(record.pool)
+        node = self.nodes.get(record.hostname) if self.nodes else None
+        if pool is not None and node is not None and node.note != SLOT_NOTE:
+            steps.append(ReleaseNode(record.id, record.hostname, pool.slot_np,
+                                     pool.properties, reason))
+        instance = self.instance_of(record)
+        if instance is not None:
+            steps.append(DeleteInstance(record.id, instance.id, reason))
+        return steps
+
+    # -- per state -------------------------------------------------------------------------
+    def step(self, record: NodeRecord) -> None:
+        state = record.state
+        if state is NodeState.LAUNCHING:
+            self.launching(record)
+        elif state is NodeState.FAILED:
+            self.actions += self.dismantle(record, record.reason or "failed") or []
+        elif state is NodeState.DELETING:
+            self.deleting(record)
+        elif state in (NodeState.BOOTING, NodeState.REGISTERED, NodeState.IDLE,
+                       NodeState.BUSY, NodeState.OFFLINE, NodeState.UNKNOWN):
+            if self.instances is None:
+                return
+            instance = self.instance_of(record)
+            if instance is None:
+                self.fail(record, "instance disappeared from Nova", ErrorKind.OTHER)
+            elif instance.status == "ERROR":
+                kind = ErrorKind.CAPACITY if fault_is_capacity(instance.fault) else ErrorKind.BOOT
+                self.fail(record, f"instance ERROR: {instance.fault or 'no fault given'}", kind)
+            elif state is NodeState.BOOTING:
+                self.booting(record, instance)
+            elif state is NodeState.REGISTERED:
+                self.registered(record, instance)
+            elif state is not NodeState.OFFLINE:
+                self.running(record, instance)
+
+    def launching(self, record: NodeRecord) -> None:
+        if self.instances is None:
+            return
+        instance = self.by_record.get(record.id)
+        if instance is not None:
+            self.actions.append(AdoptInstance(record.id, instance.id))
+        elif self.now - record.state_since > self.policy.launch_grace:
+            # The record is written before servers.create; no instance carries its id, so
+            # the create never reached Nova (crash or refused call): nothing to delete.
+            self.actions.append(Transition(record.id, NodeState.DELETED,
+                                           "servers.create never reached Nova"))
+
+    def booting(self, record: NodeRecord, instance: Instance) -> None:
+        if instance.status == "ACTIVE" and instance.addresses:
+            pool = self.policy.pool(record.pool)
+            if pool is not None:
+                self.actions.append(JoinNode(record.id, record.hostname, instance.addresses[0],
+                                             record.cores, pool.properties))
+        elif self.now - record.created > self.policy.boot_timeout:
+            self.fail(record, f"boot timeout: not ACTIVE after "
+                              f"{int(self.policy.boot_timeout.total_seconds())} s")
+
+    def registered(self, record: NodeRecord, instance: Instance) -> None:
+        if self.nodes is None:
+            return
+        node = self.nodes.get(record.hostname)
+        if node is not None and node.is_ready:
+            state = NodeState.BUSY if node.jobs else NodeState.IDLE
+            self.actions.append(Transition(record.id, state, "mom reported"))
+            self.poke = True
+        elif node is None and instance.addresses:
+            pool = self.policy.pool(record.pool)
+            if pool is not None:
+                self.actions.append(JoinNode(record.id, record.hostname, instance.addresses[0],
+                                             record.cores, pool.properties,
+                                             "node entry missing"))
+        elif self.now - record.created > self.policy.boot_timeout:
+            self.fail(record, "never joined: the mom did not report within "
+                              f"{int(self.policy.boot_timeout.total_seconds())} s")
+
+    def running(self, record: NodeRecord, instance: Instance) -> None:
+        """IDLE, BUSY or UNKNOWN: follow what TORQUE says."""
+        if self.nodes is None:
+            return
+        node = self.nodes.get(record.hostname)
+        if node is None:
+            if record.state is not NodeState.UNKNOWN:
+                self.actions.append(Transition(record.id, NodeState.UNKNOWN,
+                                               "node entry missing from TORQUE"))
+            if instance.addresses:
+                pool = self.policy.pool(record.pool)
+                if pool is not None:
+                    self.actions.append(JoinNode(record.id, record.hostname,
+                                                 instance.addresses[0], record.cores,
+                                                 pool.properties, "node entry missing"))
+            return
+        if node.is_down:
+            # A down node is neither idle nor busy: only its down timer runs.
+            if record.down_since is None:
+                self.actions.append(MarkDown(record.id, self.now))
+            elif self.now - record.down_since > self.policy.down_timeout and not node.jobs:
+                self.fail(record, f"down for more than "
+                                  f"{int(self.policy.down_timeout.total_seconds())} s",
+                          ErrorKind.OTHER)
+            return
+        if record.down_since is not None:
+            self.actions.append(MarkDown(record.id, None))
+        wanted = NodeState.BUSY if node.jobs else NodeState.IDLE
+        if record.state is not wanted:
+            self.actions.append(Transition(record.id, wanted,
+                                           "jobs arrived" if node.jobs else "jobs finished"))
+
+    def deleting(self, record: NodeRecord) -> None:
+        if self.instances is None or self.nodes is None:
+            return
+        instance = self.instance_of(record)
+        jobs = self.jobs_on(record)
+        if instance is None:
+            self.actions.append(Transition(record.id, NodeState.DELETED, "instance gone"))
+        elif jobs:
+            self.notes.append(f"{record.hostname}: deletion held, TORQUE lists "
+                              f"{', '.join(jobs)} on it")
+        elif self.now - record.state_since > DELETE_RETRY:
+            self.actions.append(DeleteInstance(record.id, instance.id, "delete retried"))
+
+    # -- cluster-wide ----------------------------------------------------------------------
+    def orphans(self) -> None:
+        """Owned instances with no live record: a crash, a lost DB, or a failed create."""
+        if self.instances is None:
+            return
+        live = {record.id for record in self.snapshot.records
+                if record.state is not NodeState.DELETED}
+        for instance in self.instances.values():
+            if instance.record_id in live:
+                continue
+            node = self.nodes.get(instance.name) if self.nodes else None
+            if self.nodes is None or (node is not None and node.jobs):
+                self.notes.append(f"orphan instance {instance.id} ({instance.name}) kept: "
+                                  "its node runs jobs or TORQUE is unreadable")
+                continue
+            self.actions.append(DeleteInstance(None, instance.id,
+                                               "orphan: no live record owns it"))
+
+    def slots(self) -> None:
+        if self.nodes is None:
+            return
+        for pool in self.policy.pools:
+            for hostname in pool.slot_names:
+                if hostname not in self.nodes:
+                    self.actions.append(RegisterSlot(hostname, pool.name, pool.slot_np,
+                                                     pool.properties))
+
+
+def plan_repairs(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str]
+                 ) -> tuple[list, list[str], set[str]]:
+    """Lifecycle actions, notes, and the ids of records this pass decided on. Records in
+    `skip` were already decided on (by an admin intent)."""
+    lifecycle = Lifecycle(snapshot, policy, now)
+    for record in snapshot.records:
+        if record.state is not NodeState.DELETED and record.id not in skip:
+            lifecycle.step(record)
+    lifecycle.orphans()
+    lifecycle.slots()
+    if lifecycle.poke:
+        lifecycle.actions.append(PokeScheduler("nodes turned ready"))
+    touched = {getattr(action, "record_id", None) for action in lifecycle.actions}
+    return lifecycle.actions, lifecycle.notes, touched - {None}
+
+
+def next_health(health: PoolHealth | None, pool: str, kind: ErrorKind, message: str,
+                now: datetime, policy: Policy) -> PoolHealth:
+    """Backoff after a failure: doubling from backoff_base up to backoff_cap; the pool stops
+    after max_boot_failures consecutive failures until an admin resets it."""
+    current = health or PoolHealth(pool)
+    failures = current.consecutive_failures + 1
+    delay = min(policy.backoff_base * (2 ** min(failures - 1, 20)), policy.backoff_cap)
+    return replace(current, consecutive_failures=failures, backoff_until=now + delay,
+                   last_error=kind, last_message=message[:200],
+                   stopped=current.stopped or (kind is ErrorKind.BOOT
+                                               and failures >= policy.max_boot_failures))

@@ -1,0 +1,75 @@
+"""Two-phase scale-down: idle past the timeout -> offline with a note; still empty on a
+later pass -> release the node entry and delete the instance; a job arrived -> clear."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from dtserver.actions import ClearNode, OfflineNode, Transition
+from dtserver.model import DrainKind, NodeRecord, NodeState, Snapshot
+from dtserver.planning.repair import Lifecycle
+from dtserver.policy import Policy
+
+
+def reclaimable(snapshot: Snapshot) -> dict[str, NodeRecord]:
+    """Nodes drained for idleness and still empty: new demand may clear them instead of
+    launching an instance."""
+    nodes = {node.name: node for node in snapshot.nodes or ()}
+    return {record.hostname: record for record in snapshot.records
+            if record.state is NodeState.OFFLINE and record.drain is DrainKind.IDLE
+            and record.hostname in nodes and not nodes[record.hostname].jobs
+            and nodes[record.hostname].is_ready}
+
+
+def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str],
+                  wanted_hostnames: set[str]) -> tuple[list, list[str]]:
+    if snapshot.nodes is None or snapshot.instances is None:
+        return [], ["TORQUE or Nova unreadable: no node is offlined or deleted this pass"]
+    lifecycle = Lifecycle(snapshot, policy, now)
+    nodes = lifecycle.nodes
+    actions: list = []
+    active: dict[str, int] = {}
+    for record in snapshot.records:
+        if record.state in (NodeState.REGISTERED, NodeState.IDLE, NodeState.BUSY,
+                            NodeState.LAUNCHING, NodeState.BOOTING):
+            active[record.pool] = active.get(record.pool, 0) + 1
+
+    idle = sorted((record for record in snapshot.records
+                   if record.state is NodeState.IDLE and record.id not in skip),
+                  key=lambda record: record.state_since)
+    for record in idle:
+        node = nodes.get(record.hostname)
+        pool = policy.pool(record.pool)
+        if (node is None or not node.is_ready or node.is_offline or node.jobs
+                or record.hostname in wanted_hostnames
+                or now - record.state_since < policy.idle_timeout):
+            continue
+        floor = pool.min_nodes if pool is not None else 0
+        if active.get(record.pool, 0) <= floor:
+            continue
+        active[record.pool] -= 1
+        reason = f"idle for {int((now - record.state_since).total_seconds())} s"
+        actions += [OfflineNode(record.id, record.hostname, DrainKind.IDLE, reason),
+                    Transition(record.id, NodeState.OFFLINE, reason)]
+
+    for record in snapshot.records:
+        if record.state is not NodeState.OFFLINE or record.id in skip:
+            continue
+        node = nodes.get(record.hostname)
+        if node is None:
+            continue   # unknown: the lifecycle repairs a missing entry first
+        if node.jobs:
+            if record.drain is DrainKind.IDLE:
+                actions += [ClearNode(record.id, record.hostname, "job arrived while draining"),
+                            Transition(record.id, NodeState.BUSY, "job arrived while draining")]
+            else:
+                lifecycle.notes.append(f"{record.hostname}: draining, waiting for "
+                                       f"{', '.join(node.jobs)}")
+        elif record.hostname in wanted_hostnames and record.drain is DrainKind.IDLE:
+            actions += [ClearNode(record.id, record.hostname, "queued demand fits"),
+                        Transition(record.id, NodeState.IDLE, "queued demand fits")]
+        elif not node.is_offline:
+            actions.append(OfflineNode(record.id, record.hostname,
+                                       record.drain or DrainKind.IDLE, "offline did not stick"))
+        elif record.state_since < now:
+            actions += lifecycle.dismantle(record, record.reason) or []
+    return actions, lifecycle.notes

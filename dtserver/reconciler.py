@@ -1,0 +1,390 @@
+"""The imperative shell: observe -> plan -> check -> apply -> record, one pass at a time.
+
+Only one reconciler may act on a cluster: `run_forever` holds an exclusive lock file. Every
+external call is preceded by the record that describes it, so a crash at any point leaves
+enough in the store (and in Nova's metadata) for the next pass to finish or undo the step.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import string
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable
+
+from dtserver import nodespec, planning
+from dtserver.actions import (
+    AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
+    LaunchInstance, MarkDown, OfflineNode, Plan, PokeScheduler, RegisterSlot, ReleaseNode,
+    ResetPool, SetSleeping, Transition)
+from dtserver.batch import Batch, BatchError, BatchUnavailable
+from dtserver.clock import Clock
+from dtserver.cloud import Cloud, CloudError
+from dtserver.model import (
+    DemandHint, DtError, ErrorKind, Instance, InstanceSpec, Job, Node, NodeRecord,
+    NodeState, PoolHealth, Quota, Snapshot)
+from dtserver.planning.invariants import check_plan
+from dtserver.planning.repair import SLOT_NOTE, next_health
+from dtserver.policy import Policy, Pool
+from dtserver.serialize import plan_as_data
+from dtserver.store import PassReport, Store, StoredHint
+
+log = logging.getLogger(__name__)
+
+
+class ReconcilerLocked(DtError):
+    """Another reconciler holds the lock: two would launch everything twice."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    time: datetime
+    plan: Plan
+    outcomes: tuple[Outcome, ...]
+
+
+def render_user_data(pool: Pool, hostname: str, torque_server: str) -> str | None:
+    """The pool's cloud-init template with $hostname, $pool and $torque_server filled in."""
+    if pool.user_data_template is None:
+        return None
+    return string.Template(pool.user_data_template).safe_substitute(
+        hostname=hostname, pool=pool.name, torque_server=torque_server)
+
+
+def hint_from_stored(stored: StoredHint) -> DemandHint:
+    """The filter's raw strings -> a DemandHint; nodespec.RequestError when they are bad."""
+    payload = stored.payload
+    resources = nodespec.parse_qsub_resources(payload.get("resources") or [])
+    array = payload.get("array")
+    request = nodespec.parse_resource_list(resources, array=array)
+    return DemandHint(id=stored.id, received=stored.received, user=payload["user"],
+                      queue=payload.get("queue"), account=payload.get("account"),
+                      request=request, count=request.array.size if request.array else 1)
+
+
+class Reconciler:
+    def __init__(self, *, batch: Batch, cloud: Cloud, store: Store, clock: Clock,
+                 policy: Policy, torque_server: str = "localhost",
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        self.batch = batch
+        self.cloud = cloud
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.torque_server = torque_server
+        self.new_id = new_id
+
+    # -- observe -------------------------------------------------------------------------
+    def observe(self) -> Snapshot:
+        """One read of TORQUE, Nova and the store. What cannot be read is None (unknown)."""
+        jobs: tuple[Job, ...] | None
+        nodes: tuple[Node, ...] | None
+        instances: tuple[Instance, ...] | None
+        try:
+            nodes = self.batch.nodes()
+            jobs = tuple(self.batch.jobs())
+        except BatchUnavailable as error:
+            log.warning("torque unreadable error=%s", error)
+            jobs, nodes = None, None
+        quotas: dict[str, Quota] = {}
+        try:
+            instances = self.cloud.owned_instances()
+            quota = self.cloud.quota()
+            # One project for every pool: each pool sees what the project has left.
+            quotas = {pool.name: quota for pool in self.policy.pools}
+        except CloudError as error:
+            log.warning("cloud unreadable kind=%s error=%s", error.kind, error)
+            instances = None
+        hints = []
+        for stored in self.store.hints():
+            try:
+                hints.append(hint_from_stored(stored))
+            except (nodespec.RequestError, KeyError) as error:
+                log.warning("hint dropped id=%s error=%s", stored.id, error)
+                self.store.delete_hints([stored.id])
+        return Snapshot(jobs=jobs, nodes=nodes, instances=instances,
+                        records=self.store.records(), hints=tuple(hints),
+                        intents=self.store.intents(pending_only=True),
+                        pool_health=self.store.pool_health(), quotas=quotas,
+                        sleeping=self.store.is_sleeping())
+
+    # -- one pass ------------------------------------------------------------------------
+    def run_once(self, *, dry_run: bool = False) -> Report:
+        started = time.monotonic()
+        now = self.clock.now()
+        snapshot = self.observe()
+        proposed = planning.plan(snapshot, self.policy, now)
+        check_plan(snapshot, self.policy, proposed)   # a planner bug must not reach the cloud
+        self.store.save_plan(now, plan_as_data(proposed))
+        if dry_run:
+            return Report(now, proposed, ())
+        outcomes = tuple(self._apply_all(proposed.actions, now))
+        failed = [outcome for outcome in outcomes if not outcome.ok]
+        self.store.save_pass(PassReport(
+            time=now, duration_seconds=time.monotonic() - started,
+            ok=snapshot.nodes is not None and snapshot.instances is not None,
+            summary={"actions": len(outcomes), "failed": len(failed),
+                     "torque": snapshot.nodes is not None,
+                     "cloud": snapshot.instances is not None,
+                     "queued": sum(1 for job in snapshot.jobs or () if job.state == "Q")}))
+        return Report(now, proposed, outcomes)
+
+    def _apply_all(self, actions: Iterable, now: datetime) -> Iterable[Outcome]:
+        """Apply in order; a failed step of a record skips that record's later steps."""
+        broken: set[str] = set()
+        for action in actions:
+            record_id = getattr(action, "record_id", None)
+            name = type(action).__name__
+            if record_id is not None and record_id in broken:
+                yield Outcome(name, False, "skipped: an earlier step for this node failed")
+                continue
+            try:
+                message = self.apply(action, now)
+            except (BatchError, CloudError) as error:
+                log.warning("action failed action=%s error=%s", action, error)
+                self.store.add_event(now, "failure", f"{name}: {error}",
+                                     hostname=getattr(action, "hostname", None))
+                if record_id is not None:
+                    broken.add(record_id)
+                yield Outcome(name, False, str(error))
+            else:
+                yield Outcome(name, True, message)
+
+    # -- apply one action ----------------------------------------------------------------
+    def apply(self, action, now: datetime) -> str:
+        match action:
+            case RegisterSlot():
+                self.batch.register_slot(action.hostname, action.np, action.properties,
+                                         SLOT_NOTE)
+                return f"slot {action.hostname} registered"
+            case LaunchInstance():
+                return self._launch(action, now)
+            case AdoptInstance():
+                self.store.update_record(action.record_id, instance_id=action.instance_id,
+                                         state=NodeState.BOOTING, state_since=now,
+                                         reason=action.reason)
+                return "adopted"
+            case JoinNode():
+                self.batch.join_node(action.hostname, action.address, action.np,
+                                     action.properties)
+                self._set_state(action.record_id, NodeState.REGISTERED, action.reason, now,
+                                address=action.address)
+                self._event(now, "join", f"{action.hostname} joined at {action.address}",
+                            action.record_id)
+                return "joined"
+            case PokeScheduler():
+                self.batch.poke_scheduler()
+                return "scheduler poked"
+            case Transition():
+                return self._transition(action, now)
+            case MarkDown():
+                self.store.update_record(action.record_id, down_since=action.since)
+                return "down timer " + ("started" if action.since else "stopped")
+            case OfflineNode():
+                self.store.update_record(action.record_id, drain=action.drain)
+                self.batch.offline_node(action.hostname,
+                                        f"{self.policy.drain_note_prefix} draining: "
+                                        f"{action.reason}")
+                self._event(now, "drain", f"{action.hostname} offline: {action.reason}",
+                            action.record_id)
+                return "offline"
+            case ClearNode():
+                self.batch.clear_node(action.hostname)
+                self.store.update_record(action.record_id, drain=None)
+                self._event(now, "clear", f"{action.hostname} back online: {action.reason}",
+                            action.record_id)
+                return "cleared"
+            case ReleaseNode():
+                self.batch.release_node(action.hostname, action.np, action.properties,
+                                        SLOT_NOTE)
+                return "released"
+            case DeleteInstance():
+                self.cloud.delete_instance(action.instance_id)
+                if action.record_id is not None:
+                    self.store.update_record(action.record_id, state_since=now)
+                self.store.add_event(now, "delete",
+                                     f"instance {action.instance_id} deleted: {action.reason}")
+                return "delete sent"
+            case ExpireHint():
+                self.store.delete_hints([action.hint_id])
+                return action.reason
+            case CompleteIntent():
+                self.store.complete_intent(action.intent_id, action.status, action.message, now)
+                self.store.add_event(now, "intent", f"intent {action.intent_id} "
+                                     f"{action.status.value}: {action.message}")
+                return action.message
+            case SetSleeping():
+                self.store.set_sleeping(action.sleeping, now)
+                return "sleeping" if action.sleeping else "awake"
+            case ResetPool():
+                self.store.save_pool_health(PoolHealth(action.pool))
+                return f"pool {action.pool} reset"
+        raise TypeError(f"unknown action {action!r}")
+
+    def _launch(self, action: LaunchInstance, now: datetime) -> str:
+        pool = self.policy.pool(action.pool)
+        record = NodeRecord(id=self.new_id(), hostname=action.hostname, pool=action.pool,
+                            flavor=action.flavor, cores=action.cores,
+                            state=NodeState.LAUNCHING, created=now, state_since=now,
+                            reason=action.reason)
+        self.store.insert_record(record)   # before the call: a crash is found by record id
+        spec = InstanceSpec(name=action.hostname, pool=action.pool, record_id=record.id,
+                            flavor=action.flavor, image=pool.image, zone=pool.zone,
+                            key_name=pool.key_name, security_groups=pool.security_groups,
+                            network=pool.network,
+                            user_data=render_user_data(pool, action.hostname,
+                                                       self.torque_server))
+        try:
+            instance = self.cloud.create_instance(spec)
+        except CloudError as error:
+            if error.kind is not ErrorKind.TRANSIENT:
+                # Refused outright: nothing exists to find later.
+                self.store.update_record(record.id, state=NodeState.DELETED, state_since=now,
+                                         reason=f"create refused: {error}")
+            self._pool_failed(action.pool, error.kind, str(error), now)
+            raise
+        self.store.update_record(record.id, instance_id=instance.id, state=NodeState.BOOTING,
+                                 state_since=now)
+        self._event(now, "launch", f"{action.hostname} launching ({action.flavor}): "
+                                   f"{action.reason}", record.id, pool=action.pool)
+        return f"instance {instance.id}"
+
+    def _transition(self, action: Transition, now: datetime) -> str:
+        before = self.store.record(action.record_id)
+        changes = {}
+        if action.state in (NodeState.IDLE, NodeState.BUSY):
+            changes["drain"] = None
+        self._set_state(action.record_id, action.state, action.reason, now, **changes)
+        if action.failure is not None:
+            self._pool_failed(before.pool, action.failure, action.reason, now)
+            self._event(now, "failure", f"{before.hostname}: {action.reason}", before.id)
+        elif before.state is NodeState.REGISTERED and action.state in (NodeState.IDLE,
+                                                                        NodeState.BUSY):
+            self._pool_recovered(before.pool)
+            self._event(now, "ready", f"{before.hostname} ready after "
+                        f"{int((now - before.created).total_seconds())} s", before.id)
+        elif action.state is NodeState.DELETED:
+            self._event(now, "deleted", f"{before.hostname}: {action.reason}", before.id)
+        return f"{before.state.value} -> {action.state.value}"
+
+    def _set_state(self, record_id: str, state: NodeState, reason: str, now: datetime,
+                   **changes) -> None:
+        self.store.update_record(record_id, state=state, state_since=now, reason=reason,
+                                 **changes)
+
+    def _pool_failed(self, pool: str, kind: ErrorKind, message: str, now: datetime) -> None:
+        health = next_health(self.store.pool_health().get(pool), pool, kind, message, now,
+                             self.policy)
+        self.store.save_pool_health(health)
+        log.warning("pool backoff pool=%s kind=%s failures=%d until=%s stopped=%s",
+                    pool, kind, health.consecutive_failures, health.backoff_until,
+                    health.stopped)
+
+    def _pool_recovered(self, pool: str) -> None:
+        health = self.store.pool_health().get(pool)
+        if health is not None and health.consecutive_failures:
+            self.store.save_pool_health(replace(health, consecutive_failures=0,
+                                                backoff_until=None))
+
+    def _event(self, now: datetime, kind: str, message: str, record_id: str, *,
+               pool: str | None = None) -> None:
+        record = self.store.record(record_id)
+        log.info("%s host=%s %s", kind, record.hostname, message)
+        self.store.add_event(now, kind, message, hostname=record.hostname,
+                             pool=pool or record.pool)
+
+    # -- loop ------------------------------------------------------------------------------
+    def run_forever(self, stop: threading.Event, *, interval: float,
+                    wakeup: Wakeup | None = None) -> None:
+        """Pass after pass until `stop` is set; a wakeup (a hint arrived) cuts the wait."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except DtError as error:
+                log.error("pass failed error=%s", error)
+            if wakeup is not None:
+                wakeup.wait(interval, stop)
+            else:
+                stop.wait(interval)
+
+
+class Wakeup:
+    """The FIFO the API writes a byte to after storing a hint (dtserver.api.wakeup)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            os.mkfifo(path, 0o600)
+        # O_RDWR keeps a writer open ourselves, so select() never spins on EOF.
+        self._fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        """True when woken by a write; checks `stop` at least every half second."""
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ready, _, _ = select.select([self._fd], [], [], min(left, 0.5))
+            if ready:
+                self._drain()
+                return True
+        return False
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class SingleInstanceLock:
+    """An exclusive flock on a file beside the database, held for the process lifetime."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                raise ReconcilerLocked(f"another reconciler holds {self.path}") from error
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> SingleInstanceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

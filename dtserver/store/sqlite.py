@@ -1,0 +1,534 @@
+"""SqliteStore: the Store on one SQLite file in WAL mode.
+
+Several processes share the file: gunicorn workers write hints and intents, the
+reconciler writes the rest. Every write is one short BEGIN IMMEDIATE transaction, so
+writers queue on SQLite's lock (within the busy timeout) instead of failing half-way,
+and readers never block them (WAL).
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from contextlib import closing, contextmanager
+from dataclasses import fields
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+from dtserver.model import (
+    DrainKind,
+    ErrorKind,
+    Intent,
+    IntentKind,
+    IntentStatus,
+    NodeRecord,
+    NodeState,
+    PoolHealth,
+)
+from dtserver.store import Event, PassReport, RecordNotFound, StoredHint, StoreError
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_SECONDS = 5.0
+DEFAULT_MAX_EVENTS = 10_000
+# Idle connections kept for reuse; more threads than this just open their own.
+_MAX_IDLE_CONNECTIONS = 8
+_WAL_RETRY_SECONDS = 0.01
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_RECORD_FIELDS = tuple(f.name for f in fields(NodeRecord))
+_RECORD_COLUMNS = ", ".join(_RECORD_FIELDS)
+_INTENT_COLUMNS = "id, kind, target, created, status, message, finished"
+_POOL_COLUMNS = "pool, consecutive_failures, backoff_until, last_error, last_message, stopped"
+_SLEEPING = "sleeping"
+
+_T = TypeVar("_T")
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection with the settings every user of the store file needs."""
+    try:
+        # isolation_level=None: the sqlite3 module opens no implicit transactions, we
+        # issue BEGIN IMMEDIATE ourselves. check_same_thread=False: pooled connections
+        # move between threads, used by one thread at a time.
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                               check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store path={path}: {exc}") from exc
+    try:
+        mode = _enable_wal(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        # In WAL mode NORMAL survives a process crash and saves an fsync per commit,
+        # which the hint rate needs; a power cut may lose the last few commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open store path={path}: {exc}") from exc
+    if mode != "wal":
+        conn.close()
+        raise StoreError(f"store needs a file in WAL journal mode path={path} mode={mode}")
+    return conn
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite reports a
+    # competing opener as busy at once instead of calling the busy handler: retry
+    # within the busy timeout. A file already in WAL mode answers at once.
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(_WAL_RETRY_SECONDS)
+
+
+def latest_version() -> int:
+    """The schema version this code writes."""
+    return len(_migrations())
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the pending migrations, one transaction each; return the schema version.
+
+    Refuses a database whose version is newer than this code knows.
+    """
+    latest = latest_version()
+    try:
+        version = _user_version(conn)
+        _refuse_newer(version, latest)
+        while version < latest:
+            version = _apply_next_migration(conn, latest)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot migrate store: {exc}") from exc
+    return version
+
+
+def _apply_next_migration(conn: sqlite3.Connection, latest: int) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated while this one waited for the lock.
+        version = _user_version(conn)
+        _refuse_newer(version, latest)
+        if version < latest:
+            number, name, script = _migrations()[version]
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number:d}")
+            log.info("store migration applying migration=%s version=%d", name, number)
+            version = number
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return version
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _refuse_newer(version: int, latest: int) -> None:
+    if version > latest:
+        raise StoreError(f"store schema version {version} is newer than this dynamictorque "
+                         f"knows ({latest}); upgrade dynamictorque or restore a backup")
+
+
+@functools.cache
+def _migrations() -> tuple[tuple[int, str, str], ...]:
+    folder = resources.files("dtserver.store").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    if [number for number, _, _ in found] != list(range(1, len(found) + 1)):
+        names = ", ".join(name for _, name, _ in found)
+        raise StoreError(f"store migrations must be numbered 0001.. without gaps: {names}")
+    return tuple(found)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements: executescript() would commit our transaction."""
+    pieces = script.split(";")
+    pending = ""
+    for piece in pieces[:-1]:
+        pending += piece + ";"
+        # A ';' inside a string, comment or trigger body leaves the statement incomplete.
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    pending += pieces[-1]
+    if pending.strip():
+        yield pending
+
+
+class SqliteStore:
+    """The Store on one SQLite file; share one object between the threads of a process."""
+
+    def __init__(self, path: str | Path, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:
+        if max_events < 1:
+            raise ValueError(f"max_events must be at least 1, not {max_events}")
+        self.path = Path(path)
+        self.max_events = max_events
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._inherited: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        # Not pooled: a gunicorn master that opens the store and then forks must not
+        # hand an open connection to its workers.
+        with closing(connect(self.path)) as conn:
+            version = migrate(conn)
+        log.info("store opened path=%s schema_version=%d", self.path, version)
+
+    def close(self) -> None:
+        """Close the idle connections; connections in use close when released."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # node records --------------------------------------------------------------
+    def insert_record(self, record: NodeRecord) -> None:
+        values = tuple(_encode_value(getattr(record, name)) for name in _RECORD_FIELDS)
+        placeholders = ", ".join("?" for _ in _RECORD_FIELDS)
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO node_records ({_RECORD_COLUMNS}) VALUES ({placeholders}) "
+                "ON CONFLICT (id) DO NOTHING", values)
+            if cursor.rowcount == 0:
+                raise StoreError(f"node record exists id={record.id}")
+
+    def update_record(self, record_id: str, **changes: Any) -> NodeRecord:
+        """Change fields of a record and return it; unknown fields are a ValueError."""
+        unknown = sorted(set(changes) - set(_RECORD_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown NodeRecord fields: {', '.join(unknown)}")
+        if "id" in changes:
+            raise ValueError("the id of a node record never changes")
+        if not changes:
+            return self.record(record_id)
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = tuple(_encode_value(value) for value in changes.values())
+        with self._write() as conn:
+            rows = conn.execute(
+                f"UPDATE node_records SET {assignments} WHERE id = ? RETURNING {_RECORD_COLUMNS}",
+                (*values, record_id)).fetchall()
+            if not rows:
+                raise RecordNotFound(f"no node record id={record_id}")
+            # Decoded inside the transaction: a value that would not read back rolls back.
+            return _record_from_row(rows[0])
+
+    def record(self, record_id: str) -> NodeRecord:
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM node_records WHERE id = ?",
+                               (record_id,)).fetchone()
+        if row is None:
+            raise RecordNotFound(f"no node record id={record_id}")
+        return _record_from_row(row)
+
+    def records(self, *, include_deleted: bool = False) -> tuple[NodeRecord, ...]:
+        where = "" if include_deleted else "WHERE state != ?"
+        params = () if include_deleted else (NodeState.DELETED.value,)
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM node_records {where} "
+                                "ORDER BY created, id", params).fetchall()
+        return tuple(_record_from_row(row) for row in rows)
+
+    # hints ---------------------------------------------------------------------
+    def add_hint(self, received: datetime, payload: Mapping[str, Any]) -> int:
+        # Encode before taking the write lock: the lock is held for the INSERT only.
+        params = (_encode_time(received), _dumps(payload))
+        with self._write() as conn:
+            cursor = conn.execute("INSERT INTO hints (received, payload) VALUES (?, ?)", params)
+        return _rowid(cursor)
+
+    def hints(self) -> tuple[StoredHint, ...]:
+        """Oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT id, received, payload FROM hints ORDER BY id").fetchall()
+        return tuple(StoredHint(id=hint_id, received=_decode_time(received),
+                                payload=json.loads(payload))
+                     for hint_id, received, payload in rows)
+
+    def delete_hints(self, hint_ids: list[int]) -> None:
+        if not hint_ids:
+            return
+        with self._write() as conn:
+            conn.executemany("DELETE FROM hints WHERE id = ?", [(hint_id,) for hint_id in hint_ids])
+
+    # intents -------------------------------------------------------------------
+    def add_intent(self, kind: IntentKind, target: str | None, now: datetime) -> Intent:
+        kind = IntentKind(kind)
+        created = _encode_time(now)
+        params = (kind.value, target, created, IntentStatus.PENDING.value)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO intents (kind, target, created, status) VALUES (?, ?, ?, ?)", params)
+        return Intent(id=_rowid(cursor), kind=kind, created=_decode_time(created), target=target)
+
+    def intent(self, intent_id: int) -> Intent:
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?",
+                               (intent_id,)).fetchone()
+        if row is None:
+            raise RecordNotFound(f"no intent id={intent_id}")
+        return _intent_from_row(row)
+
+    def intents(self, *, pending_only: bool = False, limit: int = 100) -> tuple[Intent, ...]:
+        """Oldest first: with pending_only the head of the reconciler's queue, otherwise
+        the latest `limit` intents."""
+        _check_limit(limit)
+        if pending_only:
+            sql = (f"SELECT {_INTENT_COLUMNS} FROM intents WHERE status = ? "
+                   "ORDER BY id LIMIT ?")
+            params: tuple[Any, ...] = (IntentStatus.PENDING.value, limit)
+        else:
+            sql = (f"SELECT * FROM (SELECT {_INTENT_COLUMNS} FROM intents "
+                   "ORDER BY id DESC LIMIT ?) ORDER BY id")
+            params = (limit,)
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return tuple(_intent_from_row(row) for row in rows)
+
+    def complete_intent(self, intent_id: int, status: IntentStatus, message: str,
+                        now: datetime) -> None:
+        status = IntentStatus(status)
+        if status is IntentStatus.PENDING:
+            raise ValueError("an intent completes as done, refused or failed, not pending")
+        params = (status.value, message, _encode_time(now), intent_id)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE intents SET status = ?, message = ?, finished = ? WHERE id = ?", params)
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"no intent id={intent_id}")
+
+    # flags, pool health --------------------------------------------------------
+    def set_sleeping(self, sleeping: bool, now: datetime) -> None:
+        params = (_SLEEPING, "1" if sleeping else "0", _encode_time(now))
+        with self._write() as conn:
+            conn.execute("INSERT INTO flags (name, value, changed) VALUES (?, ?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+                         "changed = excluded.changed", params)
+
+    def is_sleeping(self) -> bool:
+        with self._connection() as conn:
+            row = conn.execute("SELECT value FROM flags WHERE name = ?", (_SLEEPING,)).fetchone()
+        return row is not None and row[0] == "1"
+
+    def pool_health(self) -> dict[str, PoolHealth]:
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT {_POOL_COLUMNS} FROM pool_health ORDER BY pool").fetchall()
+        return {row[0]: _pool_health_from_row(row) for row in rows}
+
+    def save_pool_health(self, health: PoolHealth) -> None:
+        params = (health.pool, health.consecutive_failures,
+                  _encode_value(health.backoff_until), _encode_value(health.last_error),
+                  health.last_message, int(health.stopped))
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO pool_health ({_POOL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (pool) DO UPDATE SET "
+                "consecutive_failures = excluded.consecutive_failures, "
+                "backoff_until = excluded.backoff_until, last_error = excluded.last_error, "
+                "last_message = excluded.last_message, stopped = excluded.stopped", params)
+
+    # history -------------------------------------------------------------------
+    def add_event(self, time: datetime, kind: str, message: str, *,
+                  hostname: str | None = None, pool: str | None = None) -> None:
+        params = (_encode_time(time), kind, message, hostname, pool)
+        with self._write() as conn:
+            cursor = conn.execute("INSERT INTO events (time, kind, message, hostname, pool) "
+                                  "VALUES (?, ?, ?, ?, ?)", params)
+            # A range delete on the primary key: usually one row, never a scan.
+            conn.execute("DELETE FROM events WHERE id <= ?", (_rowid(cursor) - self.max_events,))
+
+    def events(self, limit: int = 50) -> tuple[Event, ...]:
+        """Newest first."""
+        _check_limit(limit)
+        with self._connection() as conn:
+            rows = conn.execute("SELECT id, time, kind, message, hostname, pool FROM events "
+                                "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return tuple(Event(id=event_id, time=_decode_time(time), kind=kind, message=message,
+                           hostname=hostname, pool=pool)
+                     for event_id, time, kind, message, hostname, pool in rows)
+
+    def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
+        """The last plan as JSON-ready data (for /v1/plan and `dtadmin why`)."""
+        params = (_encode_time(time), _dumps(plan))
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO last_plan (id, time, plan) VALUES (1, ?, ?)",
+                         params)
+
+    def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT time, plan FROM last_plan WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return _decode_time(row[0]), json.loads(row[1])
+
+    def save_pass(self, report: PassReport) -> None:
+        params = (_encode_time(report.time), float(report.duration_seconds), int(report.ok),
+                  _dumps(report.summary))
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO last_pass "
+                         "(id, time, duration_seconds, ok, summary) VALUES (1, ?, ?, ?, ?)",
+                         params)
+
+    def last_pass(self) -> PassReport | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT time, duration_seconds, ok, summary FROM last_pass "
+                               "WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        time, duration_seconds, ok, summary = row
+        return PassReport(time=_decode_time(time), duration_seconds=duration_seconds,
+                          ok=bool(ok), summary=json.loads(summary))
+
+    # connections ---------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; IMMEDIATE takes the lock up front, so it waits
+        in the busy handler instead of failing on upgrade from a read."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                # SQLite may already have rolled back after some errors (SQLITE_FULL).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        conn = self._acquire()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            # Its transaction state is unknown now: do not pool it.
+            conn.close()
+            raise StoreError(f"store failed path={self.path}: {exc}") from exc
+        except BaseException:
+            self._release(conn)
+            raise
+        self._release(conn)
+
+    def _acquire(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:
+            self._forget_inherited_connections()
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store is closed path={self.path}")
+            if self._idle:
+                return self._idle.pop()
+        return connect(self.path)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if (not self._closed and self._pid == os.getpid()
+                    and len(self._idle) < _MAX_IDLE_CONNECTIONS):
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _forget_inherited_connections(self) -> None:
+        # A SQLite connection must not be used across fork(); closing it in the child
+        # could also drop locks the parent holds. Keep the parent's connections
+        # referenced, unused, and start a fresh pool (and lock) in this process.
+        self._lock = threading.Lock()
+        self._inherited.extend(self._idle)
+        self._idle = []
+        self._pid = os.getpid()
+
+
+# --- encoding ------------------------------------------------------------------------
+
+def _encode_time(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC times")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _decode_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _encode_time(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _optional(decode: Callable[[Any], _T], value: Any) -> _T | None:
+    return None if value is None else decode(value)
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: object) -> Any:
+    # json only knows dict; frozen values often carry other mappings.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"not JSON-ready: {type(value).__name__}")
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    if cursor.lastrowid is None:
+        raise StoreError("insert returned no row id")
+    return cursor.lastrowid
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, not {limit}")
+
+
+def _record_from_row(row: tuple[Any, ...]) -> NodeRecord:
+    values = dict(zip(_RECORD_FIELDS, row))
+    values.update(
+        state=NodeState(values["state"]),
+        drain=_optional(DrainKind, values["drain"]),
+        created=_decode_time(values["created"]),
+        state_since=_decode_time(values["state_since"]),
+        down_since=_optional(_decode_time, values["down_since"]),
+    )
+    return NodeRecord(**values)
+
+
+def _intent_from_row(row: tuple[Any, ...]) -> Intent:
+    intent_id, kind, target, created, status, message, finished = row
+    return Intent(id=intent_id, kind=IntentKind(kind), created=_decode_time(created),
+                  target=target, status=IntentStatus(status), message=message,
+                  finished=_optional(_decode_time, finished))
+
+
+def _pool_health_from_row(row: tuple[Any, ...]) -> PoolHealth:
+    pool, failures, backoff_until, last_error, last_message, stopped = row
+    return PoolHealth(pool=pool, consecutive_failures=failures,
+                      backoff_until=_optional(_decode_time, backoff_until),
+                      last_error=_optional(ErrorKind, last_error),
+                      last_message=last_message, stopped=bool(stopped))
