@@ -425,9 +425,9 @@ def parse_resource_list(resources: Mapping[str, str], *, array: str | None = Non
 
 @lru_cache(maxsize=1024)
 def _build_request(select: str | None, place: str | None, nodes: str | None,
-                  neednodes: str | None, procs: str | None, ncpus: str | None,
-                  mem: str | None, vmem: str | None, pmem: str | None, pvmem: str | None,
-                  walltime: str | None, array: str | None) -> Request:
+                   neednodes: str | None, procs: str | None, ncpus: str | None,
+                   mem: str | None, vmem: str | None, pmem: str | None, pvmem: str | None,
+                   walltime: str | None, array: str | None) -> Request:
     if select is not None:
         chunks = parse_select(select, place)
     elif nodes is not None:

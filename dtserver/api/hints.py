@@ -107,7 +107,7 @@ def _check_text(name: str, value: str, max_chars: int, pattern: re.Pattern[str] 
     if len(value) > max_chars:
         raise _invalid("invalid_value", f"{name}: longer than {max_chars} characters")
     if pattern is not None and not pattern.fullmatch(value):
-        raise _invalid("invalid_value", f"{name}: {_shown(value)} has characters not allowed here")
+        raise _invalid("invalid_value", f"{name}: {_shown(value)} is empty or has characters not allowed here")
     if _CONTROL.search(value):
         raise _invalid("invalid_value", f"{name}: control characters are not allowed")
 

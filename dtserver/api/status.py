@@ -1,8 +1,8 @@
 """GET /status (plain text for curl, JSON on request) and GET /healthz.
 
 Everything shown comes from the store, as the reconciler last recorded it. The plan is
-the reconciler's JSON; this page reads `demand` (shown as-is), `actions` (counted) and
-`notes` (listed) when they are present and ignores the rest.
+the reconciler's JSON (dtserver.serialize.plan_as_data): queued demand is its job verdicts
+counted by status, next to its actions counted by type and its notes.
 """
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ bp = Blueprint("status", __name__)
 
 def _age_seconds(then: datetime, now: datetime) -> float:
     return round((now - then).total_seconds(), 3)
+
+
+def _count_by(items: Any, key: str) -> dict[str, int]:
+    """{value of `key`: count} over a stored list of objects; tolerant of older shapes."""
+    if not isinstance(items, list):
+        return {}
+    counts = Counter(str(item.get(key)) for item in items if isinstance(item, Mapping))
+    return dict(sorted(counts.items()))
 
 
 def status_summary(store: Store, settings: ApiSettings, now: datetime) -> dict[str, Any]:
@@ -46,12 +54,11 @@ def status_summary(store: Store, settings: ApiSettings, now: datetime) -> dict[s
     plan = None
     if last_plan is not None:
         plan_time, body = last_plan
-        actions = body.get("actions")
         plan = {
             "time": format_time(plan_time),
             "age_seconds": _age_seconds(plan_time, now),
-            "demand": to_jsonable(body.get("demand")),
-            "actions": len(actions) if isinstance(actions, list) else 0,
+            "jobs": _count_by(body.get("verdicts"), "status"),
+            "actions": _count_by(body.get("actions"), "type"),
             "notes": [str(note) for note in body.get("notes") or ()],
         }
     return {
@@ -104,12 +111,9 @@ def render_status_text(summary: Mapping[str, Any]) -> str:
     if plan is None:
         lines.append("plan: none recorded")
     else:
-        lines.append(f"plan: {plan['age_seconds']:.0f} s ago, {plan['actions']} actions")
-        demand = plan["demand"]
-        if isinstance(demand, dict):
-            lines.extend(f"  demand {key}: {value}" for key, value in demand.items())
-        elif demand is not None:
-            lines.append(f"  demand: {demand}")
+        lines.append(f"plan: {plan['age_seconds']:.0f} s ago")
+        lines.append(f"  queued jobs: {_counts(plan['jobs'])}")
+        lines.append(f"  actions: {_counts(plan['actions'])}")
         lines.extend(f"  note: {note}" for note in plan["notes"])
     lines.append("recent events:" if summary["events"] else "recent events: none")
     for event in summary["events"]:

@@ -1,7 +1,8 @@
 """Running TORQUE commands: argv builders and runners. Parsing lives in torque_parse.py.
 
-This is the only module that imports subprocess. Every command is an argument list; names
-and notes are validated here before they reach an argv, and nothing goes through a shell.
+This is the only module that imports subprocess. Every command is an argument list; node
+names and properties are validated, and notes cleaned, before they reach an argv; nothing
+goes through a shell.
 """
 from __future__ import annotations
 
@@ -68,15 +69,15 @@ def validate_properties(properties: Iterable[str]) -> tuple[str, ...]:
     return checked
 
 
-def validate_note(note: str) -> str:
-    """Notes travel as one argv element; `-N n` and `-N ''` would clear instead of set."""
-    if note in ("", "n"):
+def clean_note(note: str) -> str:
+    """The note as one safe argv element: control characters become spaces and it is cut
+    to TORQUE's limit (a note is for people; a drain must not fail over its length).
+    Refuses notes that pbsnodes reads as "clear the note" (`-N n`, `-N ''`)."""
+    cleaned = "".join(" " if ord(char) < 32 or ord(char) == 127 else char for char in note)
+    cleaned = cleaned.strip()[:MAX_NOTE_LENGTH]
+    if cleaned in ("", "n"):
         raise InvalidArgument(f"note {note!r} would clear the note")
-    if len(note) > MAX_NOTE_LENGTH:
-        raise InvalidArgument(f"note longer than {MAX_NOTE_LENGTH} characters")
-    if any(ord(char) < 32 or ord(char) == 127 for char in note):
-        raise InvalidArgument("note contains control characters")
-    return note
+    return cleaned
 
 
 def validate_np(np: int) -> int:
@@ -119,7 +120,7 @@ def delete_node_argv(hostname: str) -> tuple[str, ...]:
 
 
 def offline_node_argv(hostname: str, note: str) -> tuple[str, ...]:
-    return ("pbsnodes", "-o", "-N", validate_note(note), validate_hostname(hostname))
+    return ("pbsnodes", "-o", "-N", clean_note(note), validate_hostname(hostname))
 
 
 def clear_node_argv(hostname: str) -> tuple[str, ...]:

@@ -31,42 +31,41 @@ class ParseError(BatchUnavailable):
 def iter_qstat_jobs(stream: BinaryIO, *, queues: frozenset[str] = frozenset()) -> Iterator[Job]:
     """Yield the jobs of a `qstat -x` / `qstat -x -t` document, one at a time.
 
-    Each <Job> element is dropped from the tree once read, so memory stays bounded by one
-    job whatever the queue length. `queues` (when non-empty) keeps only those queues.
-    Raises ParseError on malformed or truncated XML; `<Data></Data>` yields nothing.
+    Finished <Job> elements are taken out of the tree as soon as they are read, so memory
+    stays bounded by one parser chunk whatever the queue length. `queues` (when non-empty)
+    keeps only those queues. Raises ParseError on malformed or truncated XML (after the
+    complete jobs before the damage); `<Data></Data>` yields nothing.
     """
-    depth = 0
-    root: ET.Element | None = None
     try:
-        for event, element in ET.iterparse(stream, events=("start", "end")):
-            if event == "start":
-                depth += 1
-                if depth == 1:
-                    if element.tag != "Data":
-                        raise ParseError(f"qstat: expected <Data>, got <{element.tag}>")
-                    root = element
-                continue
-            depth -= 1
-            if depth != 1:
-                continue
-            if element.tag != "Job":
-                raise ParseError(f"qstat: unexpected <{element.tag}> in <Data>")
-            job = _job_from_element(element, queues)
-            if root is not None:
-                root.clear()   # drop the finished <Job>: bounded memory on 100k jobs
-            if job is not None:
-                yield job
+        # Only "start" events: half the events of start+end, and the per-event Python
+        # loop is what costs on 100k jobs. A <Job> has ended once the next one starts.
+        events = iter(ET.iterparse(stream, events=("start",)))
+        first = next(events, None)
+        if first is None or first[1].tag != "Data":
+            raise ParseError("qstat: output is not a <Data> document")
+        root = first[1]
+        for _, element in events:
+            if element.tag == "Job" and len(root) > 1:
+                yield from _take_finished(root, root[:-1], queues)
+        yield from _take_finished(root, root[:], queues)
     except ET.ParseError as err:
         raise ParseError(f"qstat: malformed XML: {err}") from err
 
 
+def _take_finished(root: ET.Element, finished: list[ET.Element],
+                   queues: frozenset[str]) -> Iterator[Job]:
+    del root[:len(finished)]
+    for element in finished:
+        if element.tag != "Job":
+            raise ParseError(f"qstat: unexpected <{element.tag}> in <Data>")
+        job = _job_from_element(element, queues)
+        if job is not None:
+            yield job
+
+
 def _job_from_element(element: ET.Element, queues: frozenset[str]) -> Job | None:
-    fields: dict[str, ET.Element] = {child.tag: child for child in element}
-
-    def text(tag: str) -> str | None:
-        child = fields.get(tag)
-        return None if child is None else (child.text or "")
-
+    # findtext with a plain tag scans the children in C: cheaper than a Python dict.
+    text = element.findtext
     job_id = text("Job_Id")
     if not job_id:
         raise ParseError("qstat: <Job> without Job_Id")
@@ -79,10 +78,11 @@ def _job_from_element(element: ET.Element, queues: frozenset[str]) -> Job | None
     if state is None:
         raise ParseError(f"qstat: job {job_id} has unknown job_state {state_letter!r}")
     created = _epoch(_required(text("ctime"), "ctime", job_id), job_id)
-    resource_list = fields.get("Resource_List")
+    resource_list = element.find("Resource_List")
     resources = {} if resource_list is None else {
         child.tag: (child.text or "") for child in resource_list}
     request, request_error = _request(resources, text("job_array_request"))
+    exec_host = text("exec_host")
     return Job(
         id=job_id,
         owner=owner,
@@ -92,7 +92,7 @@ def _job_from_element(element: ET.Element, queues: frozenset[str]) -> Job | None
         request=request,
         resources=resources,
         account=text("Account_Name") or None,
-        exec_hosts=parse_exec_host(text("exec_host") or ""),
+        exec_hosts=parse_exec_host(exec_host) if exec_host else (),
         hold_types=text("Hold_Types") or "n",
         depend=text("depend") or None,
         comment=text("comment") or None,

@@ -196,6 +196,8 @@ class FakeNova:
                   operations: Iterable[str] = SERVER_OPERATIONS, applied: bool = False) -> None:
         """The next `n` calls of `operations` raise `exc`. With `applied`, each call takes
         effect first, as when Nova did the work and the response was lost."""
+        if n < 1:
+            raise ValueError("fail_next needs n >= 1")
         with self._lock:
             self._failures.append(_FailureRule(n, exc, frozenset(operations), applied))
 
@@ -229,7 +231,7 @@ class FakeNova:
         """An ACTIVE server someone else made in the same project; `flavor` is a flavor id
         (None: a zero-sized one). It counts against the project's quota, as in Nova."""
         with self._lock:
-            self._advance()
+            self._catch_up()
             flavor_value = self._flavors[flavor] if flavor else Flavor("foreign", 0, 0, id="0")
             server = self._new_server(
                 name=name, flavor=flavor_value, image=DEFAULT_IMAGE, zone=None, key_name=None,
@@ -247,14 +249,13 @@ class FakeNova:
     def server_ids(self) -> tuple[str, ...]:
         """Every server still present, whoever owns it, oldest first."""
         with self._lock:
-            self._advance()
+            self._catch_up()
             return tuple(self._servers)
 
     def tick(self) -> None:
         """Catch up with the clock: finish due boots and deletes, run on_active callbacks."""
         with self._lock:
-            activated = self._advance()
-        self._notify(activated)
+            self._catch_up()
 
     def next_event_at(self) -> datetime | None:
         """When the next boot or delete completes; lets a simulator jump its clock."""
@@ -266,17 +267,23 @@ class FakeNova:
     def _enter(self, operation: str, **args: Any) -> _FailureRule | None:
         """Log the call, catch up with time, and pick an injected failure if one is due."""
         self.calls.append(Call(operation, args))
-        activated = self._advance()
-        if activated:
-            # Callbacks may call back into the fake; the lock is re-entrant.
-            self._notify(activated)
+        self._catch_up()
         for rule in self._failures:
-            if rule.remaining > 0 and operation in rule.operations:
+            if operation in rule.operations:
                 rule.remaining -= 1
+                if rule.remaining == 0:
+                    self._failures.remove(rule)
                 if not rule.applied:
                     raise rule.error
                 return rule
         return None
+
+    def _catch_up(self) -> None:
+        """Apply due events, then run on_active callbacks (they may call back into the
+        fake: the lock is re-entrant)."""
+        for server in self._advance():
+            for callback in list(self.on_active):
+                callback(server)
 
     def _create(self, name: str, image: str, flavor: str, *, meta: Mapping[str, str] | None,
                 userdata: Any, key_name: str | None, availability_zone: str | None,
@@ -292,7 +299,7 @@ class FakeNova:
             raise ValueError(f"nics must be a list or a tuple, not {type(nics)}")
         with self._lock:
             failure = self._enter("servers.create", name=name, image=image, flavor=flavor,
-                                  availability_zone=availability_zone)
+                                  availability_zone=availability_zone, nics=nics)
             metadata = dict(meta or {})
             tag_list = list(tags or ())
             encoded = _encode_user_data(userdata)
@@ -530,11 +537,6 @@ class FakeNova:
             raise nova_exc.ClientException(500, "No more IP addresses available on network")
         self._next_slot += 1
         return slot
-
-    def _notify(self, activated: list[FakeServer]) -> None:
-        for server in activated:
-            for callback in list(self.on_active):
-                callback(server)
 
     def _matches(self, server: _Server, search_opts: Mapping[str, Any]) -> bool:
         tags = set(server.tags)

@@ -7,6 +7,7 @@ slices placed or none (its partial placement is rolled back).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -48,11 +49,6 @@ class Bin:
     label: str                     # "idle", "booting", "new", ...
     flavor: Flavor | None = None   # set for bins planned this pass
     members: set[str] = field(default_factory=set)
-
-    def fits(self, shape: Shape, demand: Demand) -> bool:
-        cores, mem_mb, gpus = shape
-        return (cores <= self.cores and mem_mb <= self.mem_mb and gpus <= self.gpus
-                and not (demand.distinct and demand.key in self.members))
 
     def put(self, shape: Shape, demand: Demand) -> None:
         self.cores -= shape[0]
@@ -122,9 +118,17 @@ class _Eligibility:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._known: dict[tuple, tuple[list[Pool], str]] = {}
 
     def pools_for(self, queue: str | None, account: str | None,
                   request: Request) -> tuple[list[Pool], str]:
+        key = (queue, account, request.chunks)
+        if key not in self._known:
+            self._known[key] = self._pools_for(queue, account, request)
+        return self._known[key]
+
+    def _pools_for(self, queue: str | None, account: str | None,
+                   request: Request) -> tuple[list[Pool], str]:
         specific: list[Pool] = []
         general: list[Pool] = []
         why = "no pool configured"
@@ -228,51 +232,84 @@ class _Packer:
             self.bins_by_pool[bin_.pool.name].append(bin_)
         self.pending = pending
         self.blocked = {pool.name: launch_block(pool, snapshot, now) for pool in policy.pools}
-        # Bins never gain room, so a shape that did not fit bins[:n] never will: scan from n.
-        self.scan_from: dict[tuple[str, Shape], int] = {}
+        # Set when not even the smallest flavor may be launched: no bin will open this pass.
+        self.exhausted: dict[str, str] = {}
+        # Bins only lose room (until a rollback), so a shape that found no room in
+        # bins[:n] never will: first-fit for that shape starts at n.
+        self.scan_from: dict[str, dict[Shape, int]] = {pool.name: {} for pool in policy.pools}
+        self.smallest = {pool.name: min(pool.flavors, key=lambda f: (f.cores, f.mem_mb, f.gpus))
+                         for pool in policy.pools}
 
     def place(self, demand: Demand, pool: Pool, position: int
               ) -> tuple[list[Bin] | None, str]:
         bins = self.bins_by_pool[pool.name]
-        placed: list[tuple[Bin, Shape]] = []
-        opened: list[Bin] = []
+        length_before = len(bins)
+        placed: list[tuple[Bin, int, Shape]] = []
         refusal = ""
         for index, shape in enumerate(demand.slices):
-            target = self._first_fit(bins, shape, demand, pool.name)
-            if target is None:
-                refusal = self.blocked[pool.name] or ""
-                flavor = None if refusal else self._choose_flavor(pool, demand, index, position)
-                if flavor is not None:
-                    refusal = self.budget.refusal(pool, flavor) or ""
-                if refusal or flavor is None:
-                    refusal = refusal or "no flavor fits"
+            found = self._first_fit(bins, shape, demand, pool.name)
+            if found is None:
+                refusal = self._open_bin(pool, demand, index, position)
+                if refusal:
                     break
-                target = Bin(self.budget.take(pool, flavor), pool, flavor.cores, flavor.mem_mb,
-                             flavor.gpus, "new", flavor=flavor)
-                bins.append(target)
-                opened.append(target)
-            target.put(shape, demand)
-            placed.append((target, shape))
+                found = len(bins) - 1
+            bins[found].put(shape, demand)
+            placed.append((bins[found], found, shape))
         else:
-            return [bin_ for bin_, _ in placed], ""
-        for bin_, shape in placed:
-            bin_.take_out(shape, demand)
-        for bin_ in opened:
-            bins.remove(bin_)
-            self.budget.give_back(pool, bin_.flavor, bin_.hostname)
-        self.scan_from = {key: value for key, value in self.scan_from.items()
-                          if key[0] != pool.name}
+            return [bin_ for bin_, _, _ in placed], ""
+        if placed or len(bins) > length_before:
+            self._roll_back(pool, bins, placed, length_before, demand)
         return None, refusal
 
+    def _open_bin(self, pool: Pool, demand: Demand, index: int, position: int) -> str:
+        """Append a new bin for demand.slices[index]; a refusal reason when none may open."""
+        refusal = self.blocked[pool.name] or self.exhausted.get(pool.name)
+        if refusal:
+            return refusal
+        flavor = self._choose_flavor(pool, demand, index, position)
+        if flavor is None:
+            return "no flavor fits"
+        refusal = self.budget.refusal(pool, flavor)
+        if refusal:
+            if self.budget.refusal(pool, self.smallest[pool.name]):
+                self.exhausted[pool.name] = refusal
+            return refusal
+        self.bins_by_pool[pool.name].append(
+            Bin(self.budget.take(pool, flavor), pool, flavor.cores, flavor.mem_mb,
+                flavor.gpus, "new", flavor=flavor))
+        return ""
+
+    def _roll_back(self, pool: Pool, bins: list[Bin], placed: list[tuple[Bin, int, Shape]],
+                   length_before: int, demand: Demand) -> None:
+        """A demand that cannot get all its slices gets none of them."""
+        for bin_, _, shape in placed:
+            bin_.take_out(shape, demand)
+        for bin_ in bins[length_before:]:
+            self.budget.give_back(pool, bin_.flavor, bin_.hostname)
+        if len(bins) > length_before:
+            del bins[length_before:]
+            self.exhausted.pop(pool.name, None)
+        lowest = min((found for _, found, _ in placed), default=length_before)
+        scans = self.scan_from[pool.name]
+        for shape, start in scans.items():
+            scans[shape] = min(start, lowest, len(bins))
+
     def _first_fit(self, bins: list[Bin], shape: Shape, demand: Demand,
-                   pool_name: str) -> Bin | None:
-        key = (pool_name, shape)
-        start = self.scan_from.get(key, 0) if not demand.distinct else 0
+                   pool_name: str) -> int | None:
+        scans = self.scan_from[pool_name]
+        start = scans.get(shape, 0)
+        cores, mem_mb, gpus = shape
+        roomless_prefix = True
         for index in range(start, len(bins)):
-            if bins[index].fits(shape, demand):
-                return bins[index]
-        if not demand.distinct:
-            self.scan_from[key] = len(bins)
+            bin_ = bins[index]
+            if cores <= bin_.cores and mem_mb <= bin_.mem_mb and gpus <= bin_.gpus:
+                if not (demand.distinct and demand.key in bin_.members):
+                    scans[shape] = start
+                    return index
+                roomless_prefix = False   # room, but taken by this demand's own slice
+            elif roomless_prefix:
+                start = index + 1
+        scans[shape] = start
         return None
 
     def _choose_flavor(self, pool: Pool, demand: Demand, index: int,
@@ -281,7 +318,7 @@ class _Packer:
         least-waste expander, on cores then memory)."""
         upcoming: list[tuple[Shape, Demand]] = [(shape, demand)
                                                 for shape in demand.slices[index:]]
-        for later in self.pending[pool.name][position + 1:]:
+        for later in itertools.islice(self.pending[pool.name], position + 1, None):
             if len(upcoming) >= LOOKAHEAD_SLICES:
                 break
             upcoming.extend((shape, later) for shape in later.slices)
@@ -335,7 +372,16 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
     launches: dict[str, LaunchInstance] = {}
     bin_jobs: dict[str, list[str]] = {}
     used: set[str] = set()
+    # Bins only lose room and the budget only shrinks, so a demand shape that found no
+    # place stays placeless for the rest of the pass: 100k alike jobs cost one try each.
+    placeless: dict[tuple, str] = {}
     for demand in demands:
+        signature = (id(demand.pools), tuple(demand.slices), demand.distinct)
+        if signature in placeless:
+            if demand.job_id is not None:
+                verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
+                                           placeless[signature], demand.pools[0].name))
+            continue
         refusals: list[str] = []
         for pool in demand.pools:
             bins, refusal = packer.place(demand, pool, position[demand.key]
@@ -351,10 +397,10 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
                 verdicts.append(_placed_verdict(demand, bins, pool))
             break
         else:
+            placeless[signature] = "; ".join(dict.fromkeys(refusals))
             if demand.job_id is not None:
                 verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
-                                           "; ".join(dict.fromkeys(refusals)),
-                                           demand.pools[0].name))
+                                           placeless[signature], demand.pools[0].name))
     for pool_bins in packer.bins_by_pool.values():
         for bin_ in pool_bins:
             if bin_.flavor is None:

@@ -220,7 +220,7 @@ def test_qstat_job_missing_or_bad_required_fields_raises_parse_error(job):
 
 def test_qstat_truncated_capture_raises_after_streaming_the_complete_jobs():
     data = (XML / "qstat-x.mixed.xml").read_bytes()
-    cut = data[: data.index(b"<Job><Job_Id>3.vm")]
+    cut = data[: data.index(b"<Job_Id>3.vm")]      # inside job 3
     stream = iter_qstat_jobs(io.BytesIO(cut))
     assert [next(stream).id for _ in range(3)] == ["0.vm", "1.vm", "2.vm"]
     with pytest.raises(ParseError):

@@ -1,0 +1,204 @@
+"""The Cloud contract: what the reconciler relies on, whatever Nova is behind the port.
+
+Each backend is a small driver: it builds the Cloud and knows how to let time pass and how
+to make the faults happen. Today only FakeNova; a real-Nova driver is one more entry in
+BACKENDS (marked live_nova) and every test below runs against it too.
+"""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+from typing import Callable
+
+import pytest
+from novaclient import exceptions as nova_exc
+
+from dtserver.clock import FakeClock
+from dtserver.cloud import CloudError
+from dtserver.cloud.fake_nova import DEFAULT_IMAGE, DEFAULT_NETWORK, FakeNova
+from dtserver.cloud.nova import CLUSTER_KEY, POOL_KEY, RECORD_KEY, NovaCloud
+from dtserver.model import ErrorKind, Instance, InstanceSpec
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+CLUSTER = "contract"
+
+
+class FakeNovaBackend:
+    """FakeNova on a FakeClock; waiting means moving the clock one second at a time."""
+
+    flavor = "m1.small"          # 1 core
+    big_flavor = "m1.medium"     # 2 cores
+    image = DEFAULT_IMAGE
+    zone = "nova"
+
+    def __init__(self) -> None:
+        counter = itertools.count(1)
+        self.clock = FakeClock(T0)
+        self.nova = FakeNova(self.clock, boot_delay=3, delete_delay=1,
+                             id_factory=lambda: f"00000000-0000-4000-8000-{next(counter):012d}")
+        self.cloud = NovaCloud(self.nova, cluster_id=CLUSTER, network=DEFAULT_NETWORK,
+                               clock=self.clock)
+
+    def wait_for(self, condition: Callable[[], bool], *, seconds: int = 60) -> None:
+        for _ in range(seconds):
+            if condition():
+                return
+            self.clock.advance(1)
+        assert condition(), f"not reached within {seconds} s"
+
+    def user_data_of(self, instance_id: str) -> str | None:
+        return self.nova.user_data(instance_id)
+
+    def exists(self, instance_id: str) -> bool:
+        return instance_id in self.nova.server_ids()
+
+    def limit_cores(self, cores: int) -> None:
+        self.nova.set_quota(cores=cores)
+
+    def add_foreign_server(self, name: str, metadata: dict[str, str], tags: list[str]) -> str:
+        return self.nova.add_foreign_server(name, metadata=metadata, tags=tags)
+
+    def fail_transiently(self, times: int) -> None:
+        self.nova.fail_next(times, nova_exc.ClientException(503, "Service Unavailable"))
+
+
+BACKENDS = {"fake": FakeNovaBackend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request):
+    return BACKENDS[request.param]()
+
+
+def spec(backend, name: str = "dt-contract-1", **fields) -> InstanceSpec:
+    fields.setdefault("pool", "default")
+    fields.setdefault("record_id", f"rec-{name}")
+    fields.setdefault("flavor", backend.flavor)
+    fields.setdefault("image", backend.image)
+    return InstanceSpec(name=name, **fields)
+
+
+def owned(backend) -> dict[str, Instance]:
+    return {instance.id: instance for instance in backend.cloud.owned_instances()}
+
+
+def test_booted_instance_is_listed_as_owned_with_pool_record_tags_zone_and_user_data(backend):
+    created = backend.cloud.create_instance(spec(
+        backend, pool="gpu", record_id="rec-7", zone=backend.zone,
+        user_data="#!/bin/sh\necho joined\n"))
+
+    instance = owned(backend)[created.id]
+
+    assert created.status == "BUILD"
+    assert (instance.pool, instance.record_id, instance.name) == ("gpu", "rec-7", "dt-contract-1")
+    assert instance.metadata[CLUSTER_KEY] == CLUSTER
+    assert instance.metadata[POOL_KEY] == "gpu"
+    assert instance.metadata[RECORD_KEY] == "rec-7"
+    assert {"dynamictorque", f"dt-cluster-{CLUSTER}"} <= instance.tags
+    assert instance.zone == backend.zone
+    assert instance.created.tzinfo is not None
+    assert backend.user_data_of(created.id) == "#!/bin/sh\necho joined\n"
+
+
+def test_instance_goes_from_build_to_active_with_an_address(backend):
+    created = backend.cloud.create_instance(spec(backend))
+
+    backend.wait_for(lambda: owned(backend)[created.id].status == "ACTIVE")
+
+    instance = owned(backend)[created.id]
+    assert instance.addresses
+    flavor_ids = {flavor.name: flavor.id for flavor in backend.cloud.flavors()}
+    assert instance.flavor_id == flavor_ids[backend.flavor]
+
+
+def test_deleted_instance_disappears_and_deleting_again_is_fine(backend):
+    created = backend.cloud.create_instance(spec(backend))
+
+    backend.cloud.delete_instance(created.id)
+    backend.wait_for(lambda: created.id not in owned(backend))
+    backend.cloud.delete_instance(created.id)
+    backend.cloud.delete_instance("00000000-0000-4000-8000-999999999999")
+
+    assert not backend.exists(created.id)
+
+
+def test_flavors_carry_cores_memory_and_ids(backend):
+    flavors = {flavor.name: flavor for flavor in backend.cloud.flavors()}
+
+    small = flavors[backend.flavor]
+    assert small.cores == 1 and small.mem_mb > 0 and small.id
+
+
+def test_quota_shows_what_is_still_free(backend):
+    backend.limit_cores(5)
+    before = backend.cloud.quota()
+    backend.cloud.create_instance(spec(backend, flavor=backend.big_flavor))
+
+    after = backend.cloud.quota()
+
+    assert before.cores - after.cores == 2
+
+
+def test_exceeding_the_quota_is_a_capacity_error(backend):
+    backend.limit_cores(1)
+
+    with pytest.raises(CloudError) as caught:
+        backend.cloud.create_instance(spec(backend, flavor=backend.big_flavor))
+
+    assert (caught.value.kind, caught.value.status) == (ErrorKind.CAPACITY, 403)
+    assert owned(backend) == {}
+
+
+def test_an_unknown_flavor_is_a_bad_request(backend):
+    with pytest.raises(CloudError) as caught:
+        backend.cloud.create_instance(spec(backend, flavor="no-such-flavor"))
+
+    assert caught.value.kind == ErrorKind.BAD_REQUEST
+
+
+def test_an_unknown_zone_is_a_bad_request(backend):
+    with pytest.raises(CloudError) as caught:
+        backend.cloud.create_instance(spec(backend, zone="no-such-az"))
+
+    assert (caught.value.kind, caught.value.status) == (ErrorKind.BAD_REQUEST, 400)
+
+
+def test_twenty_boots_all_turn_active_with_distinct_addresses(backend):
+    created = [backend.cloud.create_instance(spec(backend, f"dt-contract-{index}"))
+               for index in range(20)]
+
+    backend.wait_for(lambda: all(instance.status == "ACTIVE"
+                                 for instance in owned(backend).values()), seconds=120)
+
+    instances = owned(backend)
+    assert set(instances) == {instance.id for instance in created}
+    assert len({instance.addresses[0] for instance in instances.values()}) == 20
+    assert {instance.record_id for instance in instances.values()} == \
+        {f"rec-dt-contract-{index}" for index in range(20)}
+
+
+@pytest.mark.parametrize("metadata", [
+    {},
+    {CLUSTER_KEY: "another-cluster", POOL_KEY: "default", RECORD_KEY: "rec-1"},
+])
+def test_a_foreign_instance_is_never_owned_even_with_our_tags(backend, metadata):
+    foreign = backend.add_foreign_server("dt-contract-1", metadata,
+                                         ["dynamictorque", f"dt-cluster-{CLUSTER}"])
+    ours = backend.cloud.create_instance(spec(backend))
+
+    assert set(owned(backend)) == {ours.id}
+    with pytest.raises(CloudError):
+        backend.cloud.delete_instance(foreign)
+    assert backend.exists(foreign)
+
+
+def test_transient_faults_are_transient_errors_and_pass(backend):
+    backend.fail_transiently(2)
+
+    with pytest.raises(CloudError) as listing:
+        backend.cloud.owned_instances()
+    with pytest.raises(CloudError) as creating:
+        backend.cloud.create_instance(spec(backend))
+
+    assert listing.value.kind == creating.value.kind == ErrorKind.TRANSIENT
+    assert backend.cloud.owned_instances() == ()
