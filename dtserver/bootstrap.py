@@ -73,7 +73,12 @@ def build_fake_world(clock: Clock, *, flavors: Sequence[Flavor] = DEMO_FLAVORS,
         with lock:
             emulator.mom_up(server.name, int(server.flavor["vcpus"]), int(server.flavor["ram"]))
 
+    def mom_stops(server: FakeServer) -> None:
+        with lock:
+            emulator.mom_down(server.name)
+
     nova.on_active.append(mom_starts)
+    nova.on_delete.append(mom_stops)
     return FakeWorld(clock, emulator, nova, lock)
 
 

@@ -155,6 +155,8 @@ class Demo:
                 threading.Thread(target=self.submit_all, args=(jobs, url, world, batch),
                                  name="users"),
             ]
+            # The first pass registers the node slots: qsub refuses `-l nodes=` jobs before.
+            reconciler.run_once()
             previous = signal.signal(signal.SIGINT, lambda *_: self.stop.set())
             try:
                 for thread in threads:

@@ -83,7 +83,9 @@ class TorqueBatch:
         argv = pbsnodes_xml_argv(hostname)
         result = self._run(argv)
         if result.status != 0:
-            if is_unknown_node(result.stderr) and not is_connection_failure(result.stderr):
+            # A server with no nodes at all answers "Server has no node list" instead.
+            if (is_unknown_node(result.stderr) or is_empty_node_list(result.stderr)) \
+                    and not is_connection_failure(result.stderr):
                 return None
             raise BatchUnavailable(_failure(argv, result))
         matches = [node for node in parse_pbsnodes_xml(result.stdout) if node.name == hostname]
@@ -111,10 +113,13 @@ class TorqueBatch:
 
     def join_node(self, hostname: str, address: str, np: int,
                   properties: frozenset[str]) -> None:
-        """Point `hostname` at `address`, re-create its node entry, clear offline and note.
+        """Point `hostname` at `address` and re-create its node entry.
 
         The entry is re-created rather than trusted to re-resolve: the server resolved the
-        name when the entry was made. Raises NodeBusy if jobs run on the old entry."""
+        name when the entry was made. A fresh entry has no note, and its initial offline
+        flag clears itself once the server sends the MOM hierarchy (44_autoscale_e2e_netns:
+        free ~15 s after create with no pbsnodes -c; the server refuses -c/-N before).
+        Raises NodeBusy if jobs run on the old entry."""
         create = create_node_argv(hostname, np, properties)
         current = self.node(hostname)
         if current is not None and current.jobs:
@@ -124,8 +129,6 @@ class TorqueBatch:
         if current is not None:
             self._qmgr(delete_node_argv(hostname), tolerate=is_unknown_node)
         self._qmgr(create)
-        self._pbsnodes(clear_node_argv(hostname))
-        self._pbsnodes(clear_note_argv(hostname))
         log.info("node joined hostname=%s address=%s np=%d", hostname, address, np)
 
     def offline_node(self, hostname: str, note: str) -> None:

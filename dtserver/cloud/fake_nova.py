@@ -165,6 +165,8 @@ class FakeNova:
         self.limits = FakeLimitsManager(self)
         self.calls: deque[Call] = deque(maxlen=calls_kept)
         self.on_active: list[Callable[[FakeServer], None]] = []
+        # Called when a delete is accepted: the guest (and its pbs_mom) stops at once.
+        self.on_delete: list[Callable[[FakeServer], None]] = []
         self._flavors = {flavor.id or flavor.name: flavor for flavor in flavors}
         self._images = frozenset(images)
         self._zones = tuple(zones)
@@ -251,6 +253,13 @@ class FakeNova:
         with self._lock:
             self._catch_up()
             return tuple(self._servers)
+
+    def peek(self) -> tuple[FakeServer, ...]:
+        """Detailed views of every server still present, whoever owns it, oldest first;
+        for tests and simulators: not logged in `calls`, never hit by injected faults."""
+        with self._lock:
+            self._catch_up()
+            return tuple(self._view(server, detailed=True) for server in self._servers.values())
 
     def tick(self) -> None:
         """Catch up with the clock: finish due boots and deletes, run on_active callbacks."""
@@ -369,6 +378,8 @@ class FakeNova:
                 server.task_state = "deleting"
                 server.updated = self.clock.now()
                 self._schedule(self._delete_delay, "gone", server_id)
+                for callback in list(self.on_delete):
+                    callback(self._view(server, detailed=True))
             if failure is not None:
                 raise failure.error
 

@@ -262,18 +262,21 @@ class _Packer:
         return None, refusal
 
     def _open_bin(self, pool: Pool, demand: Demand, index: int, position: int) -> str:
-        """Append a new bin for demand.slices[index]; a refusal reason when none may open."""
+        """Append a new bin for demand.slices[index]; a refusal reason when none may open.
+        The least-waste flavor first; a smaller one when a limit refuses it."""
         refusal = self.blocked[pool.name] or self.exhausted.get(pool.name)
         if refusal:
             return refusal
-        flavor = self._choose_flavor(pool, demand, index, position)
-        if flavor is None:
+        ranked = self._rank_flavors(pool, demand, index, position)
+        if not ranked:
             return "no flavor fits"
-        refusal = self.budget.refusal(pool, flavor)
-        if refusal:
+        refusals = [self.budget.refusal(pool, flavor) for flavor in ranked]
+        allowed = [flavor for flavor, no in zip(ranked, refusals) if not no]
+        if not allowed:
             if self.budget.refusal(pool, self.smallest[pool.name]):
-                self.exhausted[pool.name] = refusal
-            return refusal
+                self.exhausted[pool.name] = refusals[0]
+            return refusals[0]
+        flavor = allowed[0]
         self.bins_by_pool[pool.name].append(
             Bin(self.budget.take(pool, flavor), pool, flavor.cores, flavor.mem_mb,
                 flavor.gpus, "new", flavor=flavor))
@@ -312,17 +315,17 @@ class _Packer:
         scans[shape] = start
         return None
 
-    def _choose_flavor(self, pool: Pool, demand: Demand, index: int,
-                       position: int) -> Flavor | None:
-        """Least waste over the slices queued behind this one (cluster-autoscaler's
-        least-waste expander, on cores then memory)."""
+    def _rank_flavors(self, pool: Pool, demand: Demand, index: int,
+                      position: int) -> list[Flavor]:
+        """Flavors that fit, least waste first over the slices queued behind this one
+        (cluster-autoscaler's least-waste expander, on cores then memory)."""
         upcoming: list[tuple[Shape, Demand]] = [(shape, demand)
                                                 for shape in demand.slices[index:]]
         for later in itertools.islice(self.pending[pool.name], position + 1, None):
             if len(upcoming) >= LOOKAHEAD_SLICES:
                 break
             upcoming.extend((shape, later) for shape in later.slices)
-        best: tuple[tuple[float, float, int, int], Flavor] | None = None
+        scored: list[tuple[tuple[float, float, int, int], Flavor]] = []
         for flavor in pool.flavors:
             if not _fits_flavor(upcoming[0][0], flavor):
                 continue
@@ -339,9 +342,9 @@ class _Packer:
             # boots), then the smaller flavor.
             score = (cores / flavor.cores, mem_mb / max(flavor.mem_mb, 1), -absorbed,
                      flavor.cores)
-            if best is None or score < best[0]:
-                best = (score, flavor)
-        return best[1] if best else None
+            scored.append((score, flavor))
+        scored.sort(key=lambda pair: pair[0])
+        return [flavor for _, flavor in scored]
 
 
 def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget,

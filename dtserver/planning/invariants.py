@@ -28,6 +28,7 @@ def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
     owned_instances = {instance.id: instance for instance in snapshot.instances or ()}
     record_instances = {record.instance_id for record in snapshot.records if record.instance_id}
     slots = {slot: pool for pool in policy.pools for slot in pool.slot_names}
+    taken_slots = {record.hostname for record in live}
 
     def jobs_on(hostname: str) -> tuple[str, ...]:
         node = nodes.get(hostname) if nodes is not None else None
@@ -57,8 +58,8 @@ def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
         if isinstance(action, (ReleaseNode, OfflineNode, ClearNode, JoinNode, RegisterSlot,
                                LaunchInstance)) and action.hostname not in slots:
             problems.append(f"{type(action).__name__} on {action.hostname}, not one of our slots")
-        if isinstance(action, RegisterSlot) and nodes is not None and action.hostname in nodes:
-            problems.append(f"slot {action.hostname} registered twice")
+        if isinstance(action, RegisterSlot) and action.hostname in taken_slots:
+            problems.append(f"slot {action.hostname} re-registered while an instance has it")
 
     launches = plan.of_type(LaunchInstance)
     if launches and snapshot.sleeping:

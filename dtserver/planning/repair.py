@@ -210,13 +210,22 @@ class Lifecycle:
                                                "orphan: no live record owns it"))
 
     def slots(self) -> None:
+        """Every slot without an instance exists and is offline. TORQUE drops the offline
+        flag of a new entry when it first sends the MOM hierarchy (~10 s after create), so
+        an unused slot that lost it is offlined again."""
         if self.nodes is None:
             return
+        taken = {record.hostname for record in self.snapshot.records
+                 if record.state is not NodeState.DELETED}
         for pool in self.policy.pools:
             for hostname in pool.slot_names:
-                if hostname not in self.nodes:
+                node = self.nodes.get(hostname)
+                if node is None:
                     self.actions.append(RegisterSlot(hostname, pool.name, pool.slot_np,
                                                      pool.properties))
+                elif hostname not in taken and not node.is_offline and not node.jobs:
+                    self.actions.append(RegisterSlot(hostname, pool.name, pool.slot_np,
+                                                     pool.properties, "slot lost its offline flag"))
 
 
 def plan_repairs(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str]

@@ -1,0 +1,121 @@
+"""A whole emulated cluster driven pass by pass, with the safety invariants of DESIGN.md §4
+checked against the world itself (TORQUE emulator and FakeNova), not against our records."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from dtserver.batch.torque import TorqueBatch
+from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world
+from dtserver.clock import FakeClock
+from dtserver.cloud.nova import NovaCloud
+from dtserver.model import NodeState
+from dtserver.policy import Policy, Pool
+from dtserver.reconciler import Reconciler, Report
+from dtserver.store.sqlite import SqliteStore
+from tests.builders import T0
+
+CLUSTER = "scenario"
+OWNER_KEY = "dynamictorque:cluster"
+
+
+def scenario_policy(**overrides) -> Policy:
+    pool = Pool("cloud", DEMO_FLAVORS, DEMO_IMAGE, max_nodes=overrides.pop("max_nodes", 6),
+                min_nodes=overrides.pop("min_nodes", 0), name_prefix="vnode-")
+    settings = dict(idle_timeout=timedelta(seconds=300), boot_timeout=timedelta(seconds=600),
+                    down_timeout=timedelta(seconds=300), hint_ttl=timedelta(seconds=20),
+                    max_cores=overrides.pop("max_cores", 32))
+    settings.update(overrides)
+    return Policy(pools=(pool,), **settings)
+
+
+@dataclass
+class Cluster:
+    path: Path
+    policy: Policy
+    boot_delay: float = 60.0
+    clock: FakeClock = field(default_factory=lambda: FakeClock(T0))
+    ids: itertools.count = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.world: FakeWorld = build_fake_world(self.clock, boot_delay=self.boot_delay,
+                                                 scheduler_iteration=60.0)
+        self.store = SqliteStore(self.path / "dt.db")
+        self.reconciler = self.new_reconciler()
+        self.running_before: set[str] = set()
+        self.requeued: list[str] = []
+        self.reports: list[Report] = []
+        # The first pass registers the node slots: qsub refuses `-l nodes=` jobs before.
+        self.reports.append(self.reconciler.run_once())
+
+    def new_reconciler(self) -> Reconciler:
+        """A fresh reconciler on the same store, as after a crash and restart."""
+        return Reconciler(batch=TorqueBatch(self.world.runner()),
+                          cloud=NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock),
+                          store=self.store, clock=self.clock, policy=self.policy,
+                          new_id=lambda: f"rec-{next(self.ids)}")
+
+    # -- driving ---------------------------------------------------------------------------
+    def submit(self, resources: dict[str, str], runtime: float, **kwargs) -> str:
+        return self.world.emulator.submit(resources=resources, runtime=runtime, **kwargs)
+
+    def step(self, seconds: float = 10.0) -> Report:
+        self.clock.advance(seconds)
+        self.world.nova.tick()
+        report = self.reconciler.run_once()
+        self.reports.append(report)
+        self.check_invariants()
+        return report
+
+    def run(self, seconds: float, every: float = 10.0) -> None:
+        for _ in range(int(seconds // every)):
+            self.step(every)
+
+    # -- what the world says -----------------------------------------------------------------
+    def our_servers(self) -> list:
+        return [server for server in self.world.nova.peek()
+                if server.metadata.get(OWNER_KEY) == CLUSTER]
+
+    def live_servers(self) -> list:
+        return [server for server in self.our_servers()
+                if getattr(server, "OS-EXT-STS:task_state", None) != "deleting"]
+
+    def jobs(self):
+        return self.world.emulator.jobs()
+
+    # -- DESIGN.md §4, at every step --------------------------------------------------------
+    def check_invariants(self) -> None:
+        emulator = self.world.emulator
+        jobs = {job.id: job for job in emulator.jobs()}
+        running = {job_id for job_id, job in jobs.items() if job.state == "R"}
+        # 1. a running job is never killed: it runs on, or completes with exit status 0.
+        for job_id in self.running_before - running:
+            job = jobs.get(job_id)
+            if job is None:
+                continue   # purged after keep_completed
+            assert job.state == "C" and job.exit_status == 0, \
+                f"job {job_id} was killed or requeued: {job}"
+        self.running_before = running
+        # 4. limits hold, launches in flight included.
+        live = self.live_servers()
+        cores = sum(int(server.flavor["vcpus"]) for server in live)
+        for pool in self.policy.pools:
+            assert len(live) <= pool.max_nodes, f"{len(live)} servers > max_nodes"
+        if self.policy.max_cores is not None:
+            assert cores <= self.policy.max_cores, f"{cores} cores > max_cores"
+        # a slot without a live record is an empty placeholder no job can be scheduled on
+        records = {record.hostname: record for record in self.store.records()}
+        for node in emulator.nodes():
+            if node.name.startswith("vnode-") and node.name not in records:
+                assert not node.jobs, f"jobs on unused slot {node.name}: {node.jobs}"
+                assert "down" in node.state or "offline" in node.state, \
+                    f"unused slot {node.name} is schedulable: {node.state}"
+
+    def assert_nothing_leaked(self) -> None:
+        """2. every instance we created is found again: none left once all is drained."""
+        assert self.live_servers() == [], [server.name for server in self.live_servers()]
+        live_records = [record for record in self.store.records()
+                        if record.state is not NodeState.DELETED]
+        assert live_records == [], live_records
