@@ -149,6 +149,7 @@ class JobVerdict:
     status: str        # "launching", "waiting-capacity", "not-eligible", "blocked", ...
     reason: str
     pool: str | None = None
+    cores: int | None = None   # cores the job requests; /metrics sums the queued demand
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,13 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     if args.duration <= 0 or args.speed <= 0 or args.boot_delay < 0:
         parser.error("duration and speed must be positive, boot delay not negative")
     _setup_logging(args.log_level)
+    # The live view is the demo's output; per-request access lines would drown it.
+    logging.getLogger("werkzeug").setLevel(max(logging.WARNING, logging.getLogger().level))
     options = DemoOptions(duration=args.duration, speed=args.speed, workload=args.workload,
                           port=args.port, seed=args.seed, boot_delay=args.boot_delay)
-    return Demo(options, sys.stdout).run()
+    demo = Demo(options, sys.stdout)
+    signal.signal(signal.SIGINT, lambda *_: demo.stop.set())   # Ctrl-C: stop and summarise
+    return demo.run()
 
 
 def reconciler_main(argv: Sequence[str] | None = None) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import secrets
 import re
-import signal
 import tempfile
 import threading
 import time
@@ -74,15 +74,18 @@ def workload(kind: str, horizon: float, rng: random.Random) -> list[DemoJob]:
                   (1, ("nodes=4:ppn=2", "walltime=01:00:00"), 8, (300, 900))]
     weights = [shape[0] for shape in shapes]
     arrivals: list[float] = []
+    window = horizon * 0.4
     if kind in ("burst", "mpi"):
         arrivals += [rng.uniform(0, 30) for _ in range(18)]              # the morning burst
-        arrivals += [horizon * 0.25 + rng.uniform(0, 60) for _ in range(10)]
-    arrivals += [rng.uniform(0, horizon / 2) for _ in range(12 if kind != "steady" else 40)]
+        arrivals += [window / 2 + rng.uniform(0, 60) for _ in range(10)]
+    arrivals += [rng.uniform(0, window) for _ in range(12 if kind != "steady" else 40)]
+    # Runtimes shrink with short demos so every job ends and the cluster drains in time.
+    stretch = min(1.0, horizon * 0.3 / max(high for *_, (_, high) in shapes))
     jobs = []
     for index, at in enumerate(sorted(arrivals)):
         _, resources, cores, (low, high) = rng.choices(shapes, weights)[0]
         array = "1-4" if index % 9 == 4 and cores == 1 else None
-        jobs.append(DemoJob(at, f"job{index}", resources, rng.uniform(low, high),
+        jobs.append(DemoJob(at, f"job{index}", resources, rng.uniform(low, high) * stretch,
                             cores * (4 if array else 1), array, hinted=index % 5 != 3))
     return jobs
 
@@ -135,7 +138,10 @@ class Demo:
             reconciler = build_reconciler(settings, clock=self.clock, batch=batch,
                                           cloud=cloud, store=store)
             wakeup = Wakeup(settings.wakeup_path)
-            app = create_app(ApiSettings(db_path=settings.db_path,
+            token_file = state / "admin.token"
+            token_file.write_text(secrets.token_hex(16) + "\n")
+            token_file.chmod(0o600)
+            app = create_app(ApiSettings(db_path=settings.db_path, token_file=token_file,
                                          wakeup_path=settings.wakeup_path),
                              store=store, clock=self.clock)
             server = serve_in_thread(app, "127.0.0.1", options.port)
@@ -146,7 +152,8 @@ class Demo:
                 f"dynamictorque demo: {len(jobs)} jobs over {horizon / 3600:.1f} simulated h "
                 f"at {options.speed:g}x; boot {options.boot_delay:g} s, idle timeout "
                 f"{options.idle_timeout:g} s (simulated)\n"
-                f"API: curl {url}/status   (Ctrl-C stops)\n\n")
+                f"API: curl {url}/status   (Ctrl-C stops)\n"
+                f"     admin token in {token_file}\n\n")
             threads = [
                 threading.Thread(target=reconciler.run_forever, name="reconciler",
                                  kwargs={"stop": self.stop, "wakeup": wakeup,
@@ -157,17 +164,15 @@ class Demo:
             ]
             # The first pass registers the node slots: qsub refuses `-l nodes=` jobs before.
             reconciler.run_once()
-            previous = signal.signal(signal.SIGINT, lambda *_: self.stop.set())
             try:
                 for thread in threads:
                     thread.start()
-                self.watch(store, batch, options.duration)
+                self.watch(store, batch, options.duration, users=threads[1])
             finally:
                 self.stop.set()
                 for thread in threads:
                     thread.join(timeout=10)
                 server.shutdown()
-                signal.signal(signal.SIGINT, previous)
                 wakeup.close()
             self.summary(store)
             store.close()
@@ -210,7 +215,10 @@ class Demo:
             self.say(f"hint not delivered ({error}); the queue poll will find the job")
 
     # -- the live view --------------------------------------------------------------------
-    def watch(self, store: SqliteStore, batch, duration: float) -> None:
+    def watch(self, store: SqliteStore, batch, duration: float,
+              users: threading.Thread) -> None:
+        """Show events and a status line until the time is up, or until every job has run
+        and every instance is gone again."""
         deadline = time.monotonic() + duration
         seen_event = 0
         last_status = 0.0
@@ -218,13 +226,23 @@ class Demo:
             for event in reversed(store.events(limit=50)):
                 if event.id > seen_event:
                     seen_event = event.id
-                    if event.kind not in ("intent",):
-                        self.say(f"{event.kind:8} {event.message}")
+                    self.say(f"{event.kind:8} {event.message}")
+            if not users.is_alive() and self.is_drained(store, batch):
+                self.say(self.status_line(store, batch))
+                self.say("every job ran and every instance is gone: done")
+                return
             self.observe_jobs(batch)
             if time.monotonic() - last_status >= 3:
                 last_status = time.monotonic()
                 self.say(self.status_line(store, batch))
             self.stop.wait(0.25)
+
+    def is_drained(self, store: SqliteStore, batch) -> bool:
+        try:
+            jobs = batch.jobs()
+        except BatchUnavailable:
+            return False
+        return not store.records() and all(job.state is JobState.COMPLETED for job in jobs)
 
     def observe_jobs(self, batch) -> None:
         try:
@@ -273,9 +291,11 @@ class Demo:
         waits = [tally.started[job] - tally.submitted[job] for job in tally.started
                  if job in tally.submitted]
         mean_wait = sum(waits) / len(waits) if waits else 0.0
+        subjobs = [job for job in tally.submitted if ARRAY_INDEX.search(job)]
         self.out.write(
             "\nsummary\n"
-            f"  jobs submitted        {len(tally.submitted)}\n"
+            f"  jobs submitted        {len(tally.submitted) - len(subjobs)} "
+            f"(their arrays ran {len(subjobs)} subjobs)\n"
             f"  jobs started / done   {len(tally.started)} / {len(tally.finished)}\n"
             f"  instances launched    {launched}\n"
             f"  instances deleted     {deleted}\n"

@@ -1,8 +1,11 @@
-"""GET /status (plain text for curl, JSON on request) and GET /healthz.
+"""GET /status (plain text for curl, JSON or an HTML page on request) and GET /healthz.
 
 Everything shown comes from the store, as the reconciler last recorded it. The plan is
 the reconciler's JSON (dtserver.serialize.plan_as_data): queued demand is its job verdicts
-counted by status, next to its actions counted by type and its notes.
+counted by status, next to its actions counted by type and its notes. The HTML page
+(templates/status.html, autoescaped, no external assets) adds the node list by state with
+ages, the pending jobs with their reasons, recent failures and pending intents, and
+reloads itself every `?refresh=` seconds.
 """
 from __future__ import annotations
 
@@ -10,15 +13,27 @@ from collections import Counter
 from datetime import datetime
 from typing import Any, Mapping
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from dtserver.api.context import api_context
+from dtserver.api.errors import ApiError
 from dtserver.api.serialize import format_time, to_jsonable
 from dtserver.api.settings import ApiSettings
 from dtserver.model import NodeState
 from dtserver.store import Store
 
-bp = Blueprint("status", __name__)
+bp = Blueprint("status", __name__, template_folder="templates")
+
+DEFAULT_REFRESH_SECONDS = 10
+MIN_REFRESH_SECONDS = 1
+MAX_REFRESH_SECONDS = 3600
+PAGE_JOBS = 200
+PAGE_FAILURES = 10
+FAILURE_SCAN_EVENTS = 500
+# The page lists states in lifecycle order, the troubled ones last.
+STATE_ORDER = (NodeState.LAUNCHING, NodeState.BOOTING, NodeState.REGISTERED, NodeState.IDLE,
+               NodeState.BUSY, NodeState.OFFLINE, NodeState.DELETING, NodeState.FAILED,
+               NodeState.UNKNOWN)
 
 
 def _age_seconds(then: datetime, now: datetime) -> float:
@@ -126,13 +141,68 @@ def render_status_text(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_age(seconds: float) -> str:
+    """45s, 12m05s, 3h05m, 2d04h: short enough for a table column."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def _refresh_seconds() -> int:
+    text = request.args.get("refresh", str(DEFAULT_REFRESH_SECONDS))
+    if not text.isdigit() or not MIN_REFRESH_SECONDS <= int(text) <= MAX_REFRESH_SECONDS:
+        raise ApiError(400, "invalid_value", f"refresh: whole seconds from "
+                                             f"{MIN_REFRESH_SECONDS} to {MAX_REFRESH_SECONDS}")
+    return int(text)
+
+
+def status_page(store: Store, settings: ApiSettings, now: datetime, refresh: int) -> str:
+    """The HTML page: the /status summary plus what a person scanning it wants to see."""
+    summary = status_summary(store, settings, now)
+    records = store.records()
+    groups = []
+    for state in STATE_ORDER:
+        members = sorted((record for record in records if record.state is state),
+                         key=lambda record: (record.pool, record.hostname))
+        if members:
+            groups.append({"state": state.value, "nodes": [
+                {**to_jsonable(record),
+                 "age": format_age((now - record.state_since).total_seconds())}
+                for record in members]})
+    verdicts: list[Mapping[str, Any]] = []
+    stored_plan = store.last_plan()
+    if stored_plan is not None:
+        verdicts = [item for item in stored_plan[1].get("verdicts") or ()
+                    if isinstance(item, Mapping)]
+    failures = [event for event in store.events(FAILURE_SCAN_EVENTS)
+                if event.kind == "failure"][:PAGE_FAILURES]
+    return render_template(
+        "status.html", summary=summary, refresh=refresh, groups=groups,
+        jobs=verdicts[:PAGE_JOBS], jobs_total=len(verdicts),
+        failures=[{**to_jsonable(event),
+                   "age": format_age((now - event.time).total_seconds())} for event in failures],
+        intents=to_jsonable(store.intents(pending_only=True, limit=20)),
+        age=format_age)
+
+
 @bp.get("/status")
 def status() -> Response:
+    """Plain text by default (curl sends */*, which picks the first offer), JSON for
+    Accept: application/json, the auto-refreshing HTML page for browsers (text/html)."""
     context = api_context()
-    summary = status_summary(context.store, context.settings, context.clock.now())
-    # curl sends */*, which picks the first offer: plain text.
-    if request.accept_mimetypes.best_match(["text/plain", "application/json"]) == \
-            "application/json":
+    now = context.clock.now()
+    wanted = request.accept_mimetypes.best_match(["text/plain", "application/json",
+                                                  "text/html"])
+    if wanted == "text/html":
+        page = status_page(context.store, context.settings, now, _refresh_seconds())
+        return Response(page, mimetype="text/html")
+    summary = status_summary(context.store, context.settings, now)
+    if wanted == "application/json":
         return jsonify(summary)
     return Response(render_status_text(summary), mimetype="text/plain")
 

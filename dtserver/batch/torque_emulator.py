@@ -27,8 +27,10 @@ Behaviour worth knowing when writing against it:
 Emulator choices where TORQUE was not captured: a job runs for the `runtime` given to
 submit(), or for `qsub -v DT_EMULATOR_RUNTIME=SECONDS` (default 60 s), capped by its
 walltime (exit_status -11 when the walltime kills it, else 0); `procs=N` takes N free cores
-anywhere, `ncpus=N` N free cores on one node; a job on a node whose mom is dead does not
-finish until the mom is back; a node whose mom is dead gets no new jobs.
+anywhere (pbs_server refuses it with "Unknown node-attribute" otherwise, 12_); a job on a
+node whose mom is dead does not finish until the mom is back; a node whose mom is dead
+gets no new jobs. `ncpus=N` alone places like `nodes=1`, one core: neither pbs_sched nor
+pbs_server allocates by ncpus (12_).
 
 All state is plain values (numbers, strings, lists, dicts) in one `_State`, so it can later
 be saved to a file and shared by the CLI executables.
@@ -78,9 +80,8 @@ _HIERARCHY, _REPORT, _MARK_DOWN, _JOB_END, _PURGE, _CYCLE = range(6)
 _NOT_ENOUGH_NODES = "Not Running: Not enough of the right type of nodes are available"
 _UNKNOWN_NODE = "Not Running - PBS Error: Unknown node "
 _UNKNOWN_NODE_ATTRIBUTE = "Not Running - PBS Error: Unknown node-attribute "
-_NCPUS_UNAVAILABLE = ("Not Running - PBS Error: Resource temporarily unavailable MSG=job "
-                      "allocation request exceeds currently available cluster nodes, "
-                      "1 requested, 0 available")
+_UNAVAILABLE = ("Not Running - PBS Error: Resource temporarily unavailable MSG=job "
+                "allocation request exceeds currently available cluster nodes,")
 _INFEASIBLE = ("qsub: submit error (Job exceeds queue resource limits MSG=cannot locate "
                "feasible nodes (nodes file is empty, all systems are busy, or no nodes "
                "have the requested feature))\n")
@@ -266,6 +267,9 @@ class _State:
     next_rank: int = 1
     next_serial: int = 0
     cycle_due: float = 0.0
+    # Whether anything but new submissions changed since the last cycle, and those jobs.
+    sched_dirty: bool = True
+    sched_new: list[str] = field(default_factory=list)
     server_down: bool = False
     trqauthd_down: bool = False
 
@@ -353,14 +357,17 @@ class TorqueEmulator:
             self.advance()
             argv = tuple(argv)
             command = PurePosixPath(argv[0]).name if argv else ""
-            handlers = {"qstat": self._qstat, "pbsnodes": self._pbsnodes, "qnodes": self._pbsnodes,
-                        "qmgr": self._qmgr, "qsub": self._qsub, "qdel": self._qdel}
+            handlers = {"qstat": self._qstat, "pbsnodes": self._pbsnodes,
+                        "qnodes": self._pbsnodes, "qmgr": self._qmgr, "qsub": self._qsub,
+                        "qdel": self._qdel}
             handler = handlers.get(command)
             if handler is None:
                 result = (127, "", f"torque emulator: {command or '(empty)'}: command not found\n")
             elif self._state.server_down:
                 result = self._unreachable(command)
             else:
+                if command not in ("qstat", "qsub"):
+                    self._state.sched_dirty = True
                 result = handler(list(argv[1:]), stdin)
             self._run_until(self._state.now)
             status, stdout, stderr = result
@@ -411,6 +418,7 @@ class TorqueEmulator:
         with self._lock:
             self.advance()
             now = self._state.now
+            self._state.sched_dirty = True
             mom = self._state.moms.get(hostname)
             if mom is None:
                 self._state.moms[hostname] = _Mom(hostname, ncpus, mem_mb, up=True,
@@ -467,6 +475,7 @@ class TorqueEmulator:
             self.advance()
             self._state.server_down = down
             self._state.trqauthd_down = down and trqauthd
+            self._state.sched_dirty = True
             logger.info("server %s trqauthd_down=%s", "down" if down else "up", trqauthd)
 
     # --- inspection helpers ---------------------------------------------------------------
@@ -516,6 +525,8 @@ class TorqueEmulator:
             if not self._is_live(when, kind, key, serial):
                 continue
             state.now = max(state.now, when)
+            if kind != _CYCLE:
+                state.sched_dirty = True
             self._handle(kind, key)
         state.now = max(state.now, now)
 
@@ -547,6 +558,7 @@ class TorqueEmulator:
         if kind == _CYCLE:
             iteration = float(state.attributes.get("scheduler_iteration", "600"))
             self._schedule_cycle(state.now + iteration)
+            state.sched_dirty = True
             self._cycle()
         elif kind == _HIERARCHY:
             node = state.nodes[key]
@@ -602,35 +614,51 @@ class TorqueEmulator:
     # --- scheduling ------------------------------------------------------------------------
 
     def _cycle(self) -> None:
-        """One pbs_sched cycle: FIFO over queued jobs, first fit over usable nodes."""
+        """One pbs_sched cycle: FIFO over queued jobs, first fit over usable nodes.
+
+        When nothing but new submissions changed since the last cycle, the jobs seen then
+        would get the same answer again, so only the new ones are tried.
+        """
         state = self._state
         if state.server_down or not _is_true(state.attributes.get("scheduling", "False")):
             return
+        if state.sched_dirty:
+            candidates = list(state.jobs.values())
+        else:
+            candidates = [state.jobs[job_id] for job_id in state.sched_new
+                          if job_id in state.jobs]
+        state.sched_dirty = False
+        state.sched_new.clear()
         free = {name: [core for core in range(node.np) if core not in node.slots]
                 for name, node in state.nodes.items() if self._is_usable(node)}
         running: dict[str, int] = {}
-        for job in state.jobs.values():
-            if job.state == "R" and job.parent is not None:
-                running[job.parent] = running.get(job.parent, 0) + 1
-        for job in list(state.jobs.values()):
+        # Free cores only shrink during a cycle: a request that did not fit will not fit
+        # later in the same cycle, which keeps a cycle over 100k alike jobs cheap.
+        refused: dict[tuple[str | None, ...], str] = {}
+        for job in candidates:
             if job.state != "Q" or job.children:
                 continue
             queue = state.queues.get(job.queue)
             if queue is None or not _is_true(queue.attributes.get("started", "False")):
                 continue
             parent = state.jobs.get(job.parent) if job.parent else None
-            if parent is not None and parent.slot_limit is not None \
-                    and running.get(parent.id, 0) >= parent.slot_limit:
-                continue
-            placement = self._place(job, free)
+            if parent is not None and parent.slot_limit is not None:
+                if parent.id not in running:
+                    running[parent.id] = sum(state.jobs[child].state == "R"
+                                             for child in parent.children)
+                if running[parent.id] >= parent.slot_limit:
+                    continue
+            request = tuple(job.resources.get(key) for key in ("nodes", "neednodes", "procs"))
+            placement = refused.get(request) or self._place(job, free)
             if isinstance(placement, str):
+                refused[request] = placement
                 if job.comment != placement:
                     job.comment = placement
                     job.mtime = state.now
                 continue
             self._start(job, placement)
-            if parent is not None:
-                running[parent.id] = running.get(parent.id, 0) + 1
+            if parent is not None and parent.id in running:
+                running[parent.id] += 1
 
     def _is_usable(self, node: _NodeEntry) -> bool:
         return not (node.down or node.offline or node.list_not_sent) \
@@ -638,44 +666,60 @@ class TorqueEmulator:
 
     def _place(self, job: _JobEntry,
                free: dict[str, list[int]]) -> list[tuple[str, list[int]]] | str:
-        """Cores for `job` taken out of `free`, or the comment saying why it cannot run."""
+        """Cores for `job` taken out of `free`, or the comment saying why it cannot run.
+
+        pbs_sched checks only Resource_List.nodes (hostnames count as properties there);
+        a job it lets through is placed by pbs_server from neednodes, or `1` without one,
+        and a refusal comes back as "PBS Error". That is why `neednodes=CLOUD` gets
+        "Unknown node" and `ncpus=4` gets "1 requested, 0 available" in 12_.
+        """
         resources = job.resources
+        if "nodes" in resources:
+            parts = _parse_parts(resources["nodes"])
+            if parts is None or self._allocate(parts, free, None)[1]:
+                return _NOT_ENOUGH_NODES
         spec = resources.get("neednodes") or resources.get("nodes")
         if spec is None and "procs" in resources:
-            return _take_anywhere(free, int(resources["procs"])) or _UNKNOWN_NODE_ATTRIBUTE
-        if spec is None and "ncpus" in resources:
-            return _take_on_one_node(free, int(resources["ncpus"])) or _NCPUS_UNAVAILABLE
-        try:
-            parts = nodespec.parse_nodes_spec(spec or "1", key="neednodes")
-        except nodespec.RequestError:
+            wanted = resources["procs"]
+            taken = _take_anywhere(free, int(wanted)) if wanted.isdigit() else []
+            return taken or _UNKNOWN_NODE_ATTRIBUTE
+        parts = _parse_parts(spec or "1")
+        if parts is None:
             return _UNKNOWN_NODE_ATTRIBUTE
-        order = list(self._state.nodes)
         first = parts[0].hostname
+        if first is not None and first not in self._state.nodes:
+            return _UNKNOWN_NODE
+        placement, missing = self._allocate(parts, free, first)
+        if missing:
+            requested = sum(part.count for part in parts)
+            return (f"{_UNAVAILABLE} {requested} requested, {requested - missing} available")
+        for name, cores in placement:
+            del free[name][:len(cores)]
+        return placement
+
+    def _allocate(self, parts: Sequence[Chunk], free: Mapping[str, list[int]],
+                  first: str | None) -> tuple[list[tuple[str, list[int]]], int]:
+        """node_spec(): usable nodes in creation order (a named first host first), each
+        serving every `+` part it fits once. Returns the placement and how many node
+        slices are missing; `free` is not changed (a placement takes its lowest cores)."""
+        order: Iterable[str] = free
         if first is not None:
-            # pbs_sched sends a spec that does not start with a count to that host (42_).
-            if first not in self._state.nodes:
-                return _UNKNOWN_NODE
-            order.remove(first)
-            order.insert(0, first)
+            order = [first, *(name for name in free if name != first)]
         remaining = [part.count for part in parts]
         taken: dict[str, list[int]] = {}
-        left = {name: list(cores) for name, cores in free.items()}
         for name in order:
-            if name not in left:
+            cores = free.get(name)
+            if not cores:
                 continue
             offered = set(self._state.nodes[name].properties) | {name}
             for index, part in enumerate(parts):
-                if remaining[index] and _fits(part, offered, len(left[name])):
-                    taken.setdefault(name, []).extend(left[name][:part.cores])
-                    del left[name][:part.cores]
+                used = len(taken.get(name, ()))
+                if remaining[index] and _fits(part, offered, len(cores) - used):
+                    taken.setdefault(name, []).extend(cores[used:used + part.cores])
                     remaining[index] -= 1
             if not any(remaining):
                 break
-        if any(remaining):
-            return _NOT_ENOUGH_NODES
-        free.clear()
-        free.update(left)
-        return list(taken.items())
+        return list(taken.items()), sum(remaining)
 
     def _start(self, job: _JobEntry, placement: list[tuple[str, list[int]]]) -> None:
         now = self._state.now
@@ -801,6 +845,7 @@ class TorqueEmulator:
                 child.array_index = index
                 parent.children.append(child_id)
                 state.jobs[child_id] = child
+        state.sched_new.extend(child for child in state.jobs[job_id].children or [job_id])
         logger.info("job submitted job=%s queue=%s resources=%s", job_id, queue.name, resources)
         self._cycle()
         return job_id
@@ -811,9 +856,8 @@ class TorqueEmulator:
         Every (node, part) pair a node could satisfy ignoring its state counts as eligible;
         free nodes also use up the part, and the scan stops once every part is met.
         """
-        try:
-            parts = nodespec.parse_nodes_spec(spec)
-        except nodespec.RequestError:
+        parts = _parse_parts(spec)
+        if parts is None:
             return False
         nodes = self._state.nodes
         total = sum(part.count for part in parts)
@@ -947,7 +991,8 @@ class TorqueEmulator:
         try:
             options, rest = getopt.getopt(args, "fxt1aeinrsuGMQBW:")
         except getopt.GetoptError:
-            return 2, "", "usage: qstat [-f [-1]] [-W site_specific] [-x] [-t] [ job_identifier... ]\n"
+            return 2, "", ("usage: qstat [-f [-1]] [-W site_specific] [-x] [-t] "
+                           "[ job_identifier... ]\n")
         flags = {option for option, _ in options}
         if flags - {"-f", "-x", "-t"} or ("-f" in flags and "-x" not in flags):
             return _unsupported(shlex.join(["qstat", *args]))
@@ -1604,7 +1649,8 @@ class TorqueEmulator:
             return 1, "", (attempt + f"pbsnodes: cannot connect to server {server}, "
                            "error=111 (Connection refused)\n")
         if command == "qmgr":
-            return 3, "", attempt + "qmgr: cannot connect to server  (errno=111) Connection refused\n"
+            return 3, "", (attempt + "qmgr: cannot connect to server  (errno=111) "
+                           "Connection refused\n")
         return 111, "", (attempt + f"{command}: cannot connect to server {server} (errno=111) "
                          "Connection refused\n")
 
@@ -1737,6 +1783,13 @@ def _with_queue_defaults(requested: Mapping[str, str],
     return resources, defaulted
 
 
+def _parse_parts(spec: str) -> tuple[Chunk, ...] | None:
+    try:
+        return nodespec.parse_nodes_spec(spec)
+    except nodespec.RequestError:
+        return None
+
+
 def _fits(part: Chunk, offered: set[str], cores: int) -> bool:
     wanted = set(part.properties) | ({part.hostname} if part.hostname else set())
     return wanted <= offered and part.gpus == 0 and cores >= part.cores
@@ -1755,15 +1808,6 @@ def _take_anywhere(free: dict[str, list[int]], count: int) -> list[tuple[str, li
             del cores[:len(share)]
             count -= len(share)
     return taken
-
-
-def _take_on_one_node(free: dict[str, list[int]], count: int) -> list[tuple[str, list[int]]]:
-    for name, cores in free.items():
-        if count >= 1 and len(cores) >= count:
-            share = cores[:count]
-            del cores[:count]
-            return [(name, share)]
-    return []
 
 
 def _core_ranges(cores: Sequence[int]) -> list[str]:
