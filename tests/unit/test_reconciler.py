@@ -1,0 +1,102 @@
+"""The reconciler shell: write-ahead records, isolation of failures, hints, lock, wakeup."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from novaclient import exceptions as nova_exc
+
+from dtserver.actions import LaunchInstance
+from dtserver.api.wakeup import wake_reconciler
+from dtserver.model import ErrorKind, NodeState
+from dtserver.reconciler import ReconcilerLocked, SingleInstanceLock, Wakeup
+from tests.sim.scenario import Cluster, scenario_policy
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    return Cluster(tmp_path, scenario_policy())
+
+
+def test_a_hint_launches_in_the_same_pass_before_the_job_exists(cluster):
+    cluster.store.add_hint(cluster.clock.now(), {"user": "alice", "queue": "batch",
+                                                 "resources": ["nodes=1:ppn=4"]})
+    report = cluster.step(1)
+    assert [a.flavor for a in report.plan.of_type(LaunchInstance)] == ["m1.medium"]
+    assert [r.state for r in cluster.store.records()] == [NodeState.BOOTING]
+
+
+def test_an_unparseable_stored_hint_is_dropped_not_fatal(cluster):
+    cluster.store.add_hint(cluster.clock.now(), {"user": "alice",
+                                                 "resources": ["nodes=0:ppn=4"]})
+    cluster.step(1)
+    assert cluster.store.hints() == ()
+
+
+def test_dry_run_plans_and_records_the_plan_but_changes_nothing(cluster):
+    cluster.submit({"nodes": "1:ppn=1"}, 60)
+    report = cluster.reconciler.run_once(dry_run=True)
+    assert report.plan.of_type(LaunchInstance) and report.outcomes == ()
+    assert cluster.store.records() == ()
+    assert cluster.live_servers() == []
+    assert cluster.store.last_plan() is not None
+
+
+def test_a_refused_create_leaves_a_closed_record_and_a_backoff(cluster):
+    cluster.world.nova.fail_next(1, nova_exc.BadRequest(400, "Invalid flavorRef"),
+                                 operations=("servers.create",))
+    cluster.submit({"nodes": "1:ppn=1"}, 60)
+    report = cluster.step(1)
+    assert [o.ok for o in report.outcomes if o.action == "LaunchInstance"] == [False]
+    [record] = cluster.store.records(include_deleted=True)
+    assert record.state is NodeState.DELETED and "create refused" in record.reason
+    assert cluster.store.pool_health()["cloud"].last_error is ErrorKind.BAD_REQUEST
+
+
+def test_a_transient_create_error_keeps_the_record_until_nova_is_listed_again(cluster):
+    cluster.world.nova.fail_next(1, nova_exc.ClientException(500, "lost"),
+                                 operations=("servers.create",), applied=True)
+    cluster.submit({"nodes": "1:ppn=1"}, 60)
+    cluster.step(1)
+    [record] = cluster.store.records()
+    assert record.state is NodeState.LAUNCHING
+    cluster.step(10)   # the instance that did get created is adopted, not created again
+    [record] = cluster.store.records()
+    assert record.state is NodeState.BOOTING and record.instance_id
+    assert sum(1 for c in cluster.world.nova.calls if c.operation == "servers.create") == 1
+
+
+def test_one_failed_action_does_not_stop_the_others(cluster):
+    for _ in range(2):
+        cluster.submit({"nodes": "1:ppn=8"}, 60)
+    cluster.world.nova.fail_next(1, nova_exc.ClientException(503, "busy"),
+                                 operations=("servers.create",))
+    report = cluster.step(1)
+    launches = [o.ok for o in report.outcomes if o.action == "LaunchInstance"]
+    assert launches == [False, True]
+
+
+def test_only_one_reconciler_holds_the_lock(tmp_path):
+    path = tmp_path / "reconciler.lock"
+    with SingleInstanceLock(path):
+        with pytest.raises(ReconcilerLocked):
+            SingleInstanceLock(path).acquire()
+    with SingleInstanceLock(path):   # released on exit
+        pass
+
+
+def test_a_hint_posted_by_the_api_wakes_the_waiting_reconciler(tmp_path):
+    wakeup = Wakeup(tmp_path / "wakeup")
+    stop = threading.Event()
+    woke: list[bool] = []
+    started = time.monotonic()
+    waiter = threading.Thread(target=lambda: woke.append(wakeup.wait(10, stop)))
+    waiter.start()
+    time.sleep(0.1)
+    assert wake_reconciler(tmp_path / "wakeup")
+    waiter.join(timeout=5)
+    assert woke == [True] and time.monotonic() - started < 2
+    stop.set()
+    assert wakeup.wait(10, stop) is False   # a set stop returns at once
+    wakeup.close()
