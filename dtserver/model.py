@@ -286,5 +286,5 @@ class Snapshot:
     hints: tuple[DemandHint, ...] = ()
     intents: tuple[Intent, ...] = ()
     pool_health: Mapping[str, PoolHealth] = field(default_factory=dict)
-    quotas: Mapping[str, Quota] = field(default_factory=dict)   # by pool
+    quotas: Mapping[str, Quota] = field(default_factory=dict)   # by cloud project
     sleeping: bool = False

@@ -31,6 +31,7 @@ class Pool:
     security_groups: tuple[str, ...] = ()
     network: str | None = None
     user_data_template: str | None = None
+    project: str = "default"                  # the cloud project whose quota it draws on
 
     @cached_property
     def slot_names(self) -> tuple[str, ...]:

@@ -104,9 +104,9 @@ class Reconciler:
         quotas: dict[str, Quota] = {}
         try:
             instances = self.cloud.owned_instances()
+            # One cloud connection, one project: every pool draws on the same quota.
             quota = self.cloud.quota()
-            # One project for every pool: each pool sees what the project has left.
-            quotas = {pool.name: quota for pool in self.policy.pools}
+            quotas = {pool.project: quota for pool in self.policy.pools}
         except CloudError as error:
             log.warning("cloud unreadable kind=%s error=%s", error.kind, error)
             instances = None

@@ -326,6 +326,9 @@ class TorqueEmulator:
         self._node_down_delay = node_down_delay
         self._submit_user = submit_user
         self._lock = threading.RLock()
+        # Free cores per usable node as the last cycle left them: derived, not state; only
+        # valid while nothing but new submissions happened (see _State.sched_dirty).
+        self._free_after_cycle: dict[str, list[int]] = {}
         start = _epoch(clock.now())
         attributes = {
             "scheduling": "True", "acl_hosts": server_name, "managers": f"root@{server_name}",
@@ -624,13 +627,14 @@ class TorqueEmulator:
             return
         if state.sched_dirty:
             candidates = list(state.jobs.values())
+            free = {name: [core for core in range(node.np) if core not in node.slots]
+                    for name, node in state.nodes.items() if self._is_usable(node)}
         else:
             candidates = [state.jobs[job_id] for job_id in state.sched_new
                           if job_id in state.jobs]
+            free = self._free_after_cycle
         state.sched_dirty = False
         state.sched_new.clear()
-        free = {name: [core for core in range(node.np) if core not in node.slots]
-                for name, node in state.nodes.items() if self._is_usable(node)}
         running: dict[str, int] = {}
         # Free cores only shrink during a cycle: a request that did not fit will not fit
         # later in the same cycle, which keeps a cycle over 100k alike jobs cheap.
@@ -659,6 +663,7 @@ class TorqueEmulator:
             self._start(job, placement)
             if parent is not None and parent.id in running:
                 running[parent.id] += 1
+        self._free_after_cycle = {name: cores for name, cores in free.items() if cores}
 
     def _is_usable(self, node: _NodeEntry) -> bool:
         return not (node.down or node.offline or node.list_not_sent) \

@@ -79,7 +79,17 @@ def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
     for launch in launches:
         pool_cores[launch.pool] += launch.cores
         pool_nodes[launch.pool] += 1
-    new_cores = Counter(launch.pool for launch in launches for _ in range(launch.cores))
+    by_name = {pool.name: pool for pool in policy.pools}
+    project_cores: Counter[str] = Counter()
+    project_count: Counter[str] = Counter()
+    for launch in launches:
+        project_cores[by_name[launch.pool].project] += launch.cores
+        project_count[by_name[launch.pool].project] += 1
+    for project, quota in snapshot.quotas.items():
+        if quota.cores is not None and project_cores[project] > quota.cores:
+            problems.append(f"project {project}: launches exceed the cores quota")
+        if quota.instances is not None and project_count[project] > quota.instances:
+            problems.append(f"project {project}: launches exceed the instances quota")
     launching_pools = {launch.pool for launch in launches}
     # Limits bind launches: a cluster already over a lowered limit shrinks by scale-down.
     for pool in policy.pools:
@@ -89,12 +99,6 @@ def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
             problems.append(f"pool {pool.name}: {pool_nodes[pool.name]} nodes > max_nodes")
         if pool.max_cores is not None and pool_cores[pool.name] > pool.max_cores:
             problems.append(f"pool {pool.name}: {pool_cores[pool.name]} cores > max_cores")
-        quota = snapshot.quotas.get(pool.name)
-        if quota and quota.cores is not None and new_cores[pool.name] > quota.cores:
-            problems.append(f"pool {pool.name}: launches exceed the cores quota")
-        if quota and quota.instances is not None and \
-                sum(1 for launch in launches if launch.pool == pool.name) > quota.instances:
-            problems.append(f"pool {pool.name}: launches exceed the instances quota")
     if policy.max_cores is not None and sum(pool_cores.values()) > policy.max_cores and launches:
         problems.append(f"{sum(pool_cores.values())} cores > max_cores={policy.max_cores}")
     in_flight = sum(1 for record in live

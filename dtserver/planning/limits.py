@@ -44,14 +44,16 @@ class Budget:
         cap = self._policy.max_booting
         if cap is not None and self.in_flight >= cap:
             return f"{self.in_flight} launches in flight (max_booting={cap})"
-        quota = self._quotas.get(pool.name)
+        # Pools of one project share its quota: count this plan's launches per project.
+        project = pool.project
+        quota = self._quotas.get(project)
         if quota is not None:
-            if quota.cores is not None and self._new_cores[pool.name] + flavor.cores > quota.cores:
-                return f"project quota: {quota.cores} cores free"
-            if quota.instances is not None and self._new_count[pool.name] + 1 > quota.instances:
-                return f"project quota: {quota.instances} instances free"
-            if quota.ram_mb is not None and self._new_ram[pool.name] + flavor.mem_mb > quota.ram_mb:
-                return f"project quota: {quota.ram_mb} MiB RAM free"
+            if quota.cores is not None and self._new_cores[project] + flavor.cores > quota.cores:
+                return f"project {project} quota: {quota.cores} cores free"
+            if quota.instances is not None and self._new_count[project] + 1 > quota.instances:
+                return f"project {project} quota: {quota.instances} instances free"
+            if quota.ram_mb is not None and self._new_ram[project] + flavor.mem_mb > quota.ram_mb:
+                return f"project {project} quota: {quota.ram_mb} MiB RAM free"
         return None
 
     def take(self, pool: Pool, flavor: Flavor) -> str:
@@ -60,9 +62,9 @@ class Budget:
         self.cores_used += flavor.cores
         self.pool_cores[pool.name] += flavor.cores
         self.in_flight += 1
-        self._new_cores[pool.name] += flavor.cores
-        self._new_ram[pool.name] += flavor.mem_mb
-        self._new_count[pool.name] += 1
+        self._new_cores[pool.project] += flavor.cores
+        self._new_ram[pool.project] += flavor.mem_mb
+        self._new_count[pool.project] += 1
         return hostname
 
     def give_back(self, pool: Pool, flavor: Flavor, hostname: str) -> None:
@@ -72,9 +74,9 @@ class Budget:
         self.cores_used -= flavor.cores
         self.pool_cores[pool.name] -= flavor.cores
         self.in_flight -= 1
-        self._new_cores[pool.name] -= flavor.cores
-        self._new_ram[pool.name] -= flavor.mem_mb
-        self._new_count[pool.name] -= 1
+        self._new_cores[pool.project] -= flavor.cores
+        self._new_ram[pool.project] -= flavor.mem_mb
+        self._new_count[pool.project] -= 1
 
 
 def launch_block(pool: Pool, snapshot: Snapshot, now: datetime) -> str | None:

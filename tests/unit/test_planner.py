@@ -153,9 +153,17 @@ def test_launches_in_flight_count_against_max_booting():
 
 def test_quota_limits_launches():
     jobs = [job(f"{i}.vm", req=request(1, 2)) for i in range(3)]
-    result = planned(snapshot(jobs=jobs, quotas={"cloud": Quota(cores=4)}))
+    result = planned(snapshot(jobs=jobs, quotas={"default": Quota(cores=4)}))
     assert len(launched(result)) == 2
     assert "quota" in verdict(result, "2.vm").reason
+
+
+def test_pools_of_one_project_share_its_quota():
+    gpu = pool("gpu", properties={"CLOUD", "gpu"})
+    jobs = [job("1.vm", req=request(1, 2)), job("2.vm", req=request(1, 2, properties={"gpu"}))]
+    result = planned(snapshot(jobs=jobs, quotas={"default": Quota(cores=2)},
+                              with_slots=policy(pool(), gpu)), policy(pool(), gpu))
+    assert len(launched(result)) == 1
 
 
 def test_sleep_mode_launches_nothing_but_still_deletes():

@@ -61,7 +61,7 @@ def snapshots(draw):
         instances=None if draw(st.integers(0, 5)) == 0 else instances,
         records=records, hints=hints, with_slots=POLICY,
         sleeping=draw(st.booleans()),
-        quotas={"cloud": Quota(cores=draw(st.integers(0, 20)))} if draw(st.booleans()) else {},
+        quotas={"default": Quota(cores=draw(st.integers(0, 20)))} if draw(st.booleans()) else {},
         pool_health={"gpu": PoolHealth("gpu", 1, T0 + seconds(30))} if draw(st.booleans())
         else {})
 

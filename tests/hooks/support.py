@@ -1,0 +1,160 @@
+"""Run the submit filter as qsub does, and the loopback servers it talks to."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import pwd
+import re
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+HOOKS = Path(__file__).resolve().parents[2] / "hooks"
+FILTER = HOOKS / "torque_submitfilter"
+PBS_HOOK = HOOKS / "pbs_queuejob_hook.py"
+
+# The job script of the reference captures (torque-reference/20_submitfilter.txt).
+FJOB = b"#!/bin/bash\n#PBS -N fjob\n#PBS -l walltime=00:10:00\necho hello from fjob\nsleep 600\n"
+
+
+@dataclass(frozen=True)
+class FilterRun:
+    status: int
+    stdout: bytes
+    stderr: bytes
+    elapsed: float
+
+
+def qsub_command(args: Sequence[str], *, interactive: bool = False) -> str:
+    """The `sh -c` line TORQUE 6.1.3's qsub builds (torque-reference/21_filter_logs_all.txt).
+
+    Batch jobs: each argument in single quotes, unescaped, except the one after -C, which
+    is backslash-escaped; stdout goes to a temporary file. `qsub -I` uses double quotes
+    and feeds stdin from a file instead.
+    """
+    words = []
+    for index, arg in enumerate(args):
+        if index > 0 and args[index - 1] == "-C":
+            words.append(re.sub(r"([^A-Za-z0-9])", r"\\\1", arg))
+        else:
+            words.append(f'"{arg}"' if interactive else f"'{arg}'")
+    return " ".join([str(FILTER), *words])
+
+
+def run_filter(args: Sequence[str], script: bytes, *, config: Path | None, cwd: Path,
+               interactive: bool = False, timeout: float = 10) -> FilterRun:
+    """Run the filter through /bin/sh with a clean environment; its stdout goes to a file."""
+    out = cwd / "qsub.out"
+    command = f"{qsub_command(args, interactive=interactive)} >{out}"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    if config is not None:
+        env["DT_FILTER_CONFIG"] = str(config)
+    started = time.monotonic()
+    done = subprocess.run(["/bin/sh", "-c", command], input=script, stderr=subprocess.PIPE,
+                          env=env, cwd=cwd, timeout=timeout, check=False)
+    elapsed = time.monotonic() - started
+    return FilterRun(done.returncode, out.read_bytes(), done.stderr, elapsed)
+
+
+def write_config(directory: Path, **settings: Any) -> Path:
+    """A filter.conf with a debug log next to it; keyword arguments become `key = value`."""
+    settings.setdefault("log_file", directory / "filter.log")
+    path = directory / "filter.conf"
+    path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()),
+                    encoding="utf-8")
+    return path
+
+
+def filter_log(directory: Path) -> str:
+    path = directory / "filter.log"
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class RecordingServer:
+    """A loopback HTTP server that records every POST and answers with `status`."""
+
+    status: int = 202
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length))
+                owner.received.append(Received(self.path, dict(self.headers), body))
+                answer = json.dumps({"error": {"code": "x", "message": "refused"}}
+                                    if owner.status >= 400 else {"id": len(owner.received)})
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class HungServer:
+    """Accepts connections and never answers, as a wedged service would."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._listener.settimeout(0.05)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._held.append(connection)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for connection in self._held:
+            connection.close()
+        self._listener.close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def current_user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
