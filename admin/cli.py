@@ -57,7 +57,7 @@ def _legacy_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dtadmin", add_help=False,
         description="Dynamic Torque's admin.py flags, mapped onto dtadmin's subcommands.")
-    action = parser.add_mutually_exclusive_group(required=True)
+    action = parser.add_mutually_exclusive_group()
     action.add_argument("-i", action="store_true", help="info")
     action.add_argument("-s", action="store_true", help="toggle sleep mode")
     action.add_argument("-k", metavar="NODE", help="kill an idle node, waiting for it")
@@ -90,9 +90,12 @@ def translate_legacy(argv: Sequence[str]) -> list[str]:
     rest = list(argv[index:])
     if not rest or rest[0] not in _LEGACY_FLAGS:
         return list(argv)
-    old = _legacy_parser().parse_args(rest)
+    parser = _legacy_parser()
+    old = parser.parse_args(rest)
     if old.c is not None and not old.i:
-        _legacy_parser().error("-c S only goes with -i")
+        parser.error("-c S only goes with -i (info every S seconds)")
+    if not any((old.i, old.s, old.k, old.f, old.d, old.l, old.w)):
+        parser.error("one of -i -s -k -f -d -l -w is required")
     if old.i:
         new = ["info"] + (["--watch", str(old.c)] if old.c is not None else [])
     elif old.s:

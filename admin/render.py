@@ -132,7 +132,7 @@ def render_node(body: Mapping[str, Any]) -> str:
               ("created", f"{node['created']} ({age(node['created'], now)} ago)"),
               ("down since", node.get("down_since") or ""), ("record", node["id"])]
     width = max(len(name) for name, _ in fields)
-    text = "".join(f"{name.ljust(width)}  {value}\n" for name, value in fields)
+    text = "".join(f"{name.ljust(width)}  {value or '-'}\n" for name, value in fields)
     history = body.get("history") or []
     if history:
         text += "\nhistory (newest first):\n" + table(

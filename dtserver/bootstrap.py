@@ -20,6 +20,7 @@ from dtserver.cloud import Cloud
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.config import Settings, build_policy
+from dtserver.events import EventRunner
 from dtserver.model import DtError, Flavor, Quota
 from dtserver.reconciler import Reconciler
 from dtserver.store.sqlite import SqliteStore
@@ -116,4 +117,5 @@ def build_reconciler(settings: Settings, *, clock: Clock, batch: Batch, cloud: C
     flavors: Mapping[str, Flavor] = {flavor.name: flavor for flavor in cloud.flavors()}
     return Reconciler(batch=batch, cloud=cloud, store=store, clock=clock,
                       policy=build_policy(settings, flavors),
-                      torque_server=settings.torque_server)
+                      torque_server=settings.torque_server,
+                      on_event=EventRunner(settings.events))

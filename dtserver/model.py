@@ -276,6 +276,19 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class NodeEvent:
+    """Something an operator's event command may want to hear about."""
+
+    name: str        # post_vm_provision | post_add_node | post_remove_node | post_vm_destroy
+                     # | boot_failed | capacity_error
+    hostname: str
+    address: str = ""
+    record_id: str = ""
+    pool: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One coherent view for one pass. None means "could not be read": unknown, not empty."""
 

@@ -29,7 +29,7 @@ from dtserver.batch import Batch, BatchError, BatchUnavailable
 from dtserver.clock import Clock
 from dtserver.cloud import Cloud, CloudError
 from dtserver.model import (
-    DemandHint, DtError, ErrorKind, Instance, InstanceSpec, Job, Node, NodeRecord,
+    DemandHint, DtError, ErrorKind, Instance, InstanceSpec, Job, Node, NodeEvent, NodeRecord,
     NodeState, PoolHealth, Quota, Snapshot)
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
@@ -80,7 +80,8 @@ def hint_from_stored(stored: StoredHint) -> DemandHint:
 class Reconciler:
     def __init__(self, *, batch: Batch, cloud: Cloud, store: Store, clock: Clock,
                  policy: Policy, torque_server: str = "localhost",
-                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 on_event: Callable[[NodeEvent], None] = lambda event: None) -> None:
         self.batch = batch
         self.cloud = cloud
         self.store = store
@@ -88,6 +89,7 @@ class Reconciler:
         self.policy = policy
         self.torque_server = torque_server
         self.new_id = new_id
+        self.on_event = on_event   # operator event commands; must not block
 
     # -- observe -------------------------------------------------------------------------
     def observe(self) -> Snapshot:
@@ -180,12 +182,16 @@ class Reconciler:
                                          reason=action.reason)
                 return "adopted"
             case JoinNode():
+                record = self.store.record(action.record_id)
+                if record.state is NodeState.BOOTING:
+                    self._notify("post_vm_provision", record, address=action.address)
                 self.batch.join_node(action.hostname, action.address, action.np,
                                      action.properties)
-                self._set_state(action.record_id, NodeState.REGISTERED, action.reason, now,
-                                address=action.address)
+                record = self._set_state(action.record_id, NodeState.REGISTERED,
+                                         action.reason, now, address=action.address)
                 self._event(now, "join", f"{action.hostname} joined at {action.address}",
                             action.record_id)
+                self._notify("post_add_node", record)
                 return "joined"
             case PokeScheduler():
                 self.batch.poke_scheduler()
@@ -212,6 +218,8 @@ class Reconciler:
             case ReleaseNode():
                 self.batch.release_node(action.hostname, action.np, action.properties,
                                         SLOT_NOTE)
+                self._notify("post_remove_node", self.store.record(action.record_id),
+                             reason=action.reason)
                 return "released"
             case DeleteInstance():
                 self.cloud.delete_instance(action.instance_id)
@@ -257,6 +265,8 @@ class Reconciler:
                 self.store.update_record(record.id, state=NodeState.DELETED, state_since=now,
                                          reason=f"create refused: {error}")
             self._pool_failed(action.pool, error.kind, str(error), now)
+            if error.kind is ErrorKind.CAPACITY:
+                self._notify("capacity_error", record, reason=str(error))
             raise
         self.store.update_record(record.id, instance_id=instance.id, state=NodeState.BOOTING,
                                  state_since=now)
@@ -273,6 +283,8 @@ class Reconciler:
         if action.failure is not None:
             self._pool_failed(before.pool, action.failure, action.reason, now)
             self._event(now, "failure", f"{before.hostname}: {action.reason}", before.id)
+            self._notify("capacity_error" if action.failure is ErrorKind.CAPACITY
+                         else "boot_failed", before, reason=action.reason)
         elif before.state is NodeState.REGISTERED and action.state in (NodeState.IDLE,
                                                                         NodeState.BUSY):
             self._pool_recovered(before.pool)
@@ -280,12 +292,19 @@ class Reconciler:
                         f"{int((now - before.created).total_seconds())} s", before.id)
         elif action.state is NodeState.DELETED:
             self._event(now, "deleted", f"{before.hostname}: {action.reason}", before.id)
+            if before.instance_id:
+                self._notify("post_vm_destroy", before, reason=action.reason)
         return f"{before.state.value} -> {action.state.value}"
 
     def _set_state(self, record_id: str, state: NodeState, reason: str, now: datetime,
-                   **changes) -> None:
-        self.store.update_record(record_id, state=state, state_since=now, reason=reason,
-                                 **changes)
+                   **changes) -> NodeRecord:
+        return self.store.update_record(record_id, state=state, state_since=now,
+                                        reason=reason, **changes)
+
+    def _notify(self, name: str, record: NodeRecord, *, address: str | None = None,
+                reason: str = "") -> None:
+        self.on_event(NodeEvent(name, record.hostname, address or record.address or "",
+                                record.id, record.pool, reason))
 
     def _pool_failed(self, pool: str, kind: ErrorKind, message: str, now: datetime) -> None:
         health = next_health(self.store.pool_health().get(pool), pool, kind, message, now,

@@ -58,8 +58,10 @@ def read_settings(path: str, required: bool) -> Dict[str, Any]:
             continue
         key, equals, value = (part.strip() for part in line.partition("="))
         where = f"{path}:{number}"
-        if not equals or key not in SETTINGS_KEYS:
-            raise ConfigError(f"{where}: expected one of {', '.join(SETTINGS_KEYS)} = value")
+        if not equals:
+            raise ConfigError(f"{where}: expected key = value")
+        if key not in SETTINGS_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(SETTINGS_KEYS)}")
         if key == "url":
             if not value.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: url must start with http:// or https://")

@@ -638,12 +638,11 @@ class TorqueEmulator:
         running: dict[str, int] = {}
         # Free cores only shrink during a cycle: a request that did not fit will not fit
         # later in the same cycle, which keeps a cycle over 100k alike jobs cheap.
-        refused: dict[tuple[str | None, ...], str] = {}
+        refused: dict[tuple[str | None, str | None, str | None], str] = {}
+        started = {name for name, queue in state.queues.items()
+                   if _is_true(queue.attributes.get("started", "False"))}
         for job in candidates:
-            if job.state != "Q" or job.children:
-                continue
-            queue = state.queues.get(job.queue)
-            if queue is None or not _is_true(queue.attributes.get("started", "False")):
+            if job.state != "Q" or job.children or job.queue not in started:
                 continue
             parent = state.jobs.get(job.parent) if job.parent else None
             if parent is not None and parent.slot_limit is not None:
@@ -652,7 +651,9 @@ class TorqueEmulator:
                                              for child in parent.children)
                 if running[parent.id] >= parent.slot_limit:
                     continue
-            request = tuple(job.resources.get(key) for key in ("nodes", "neednodes", "procs"))
+            resources = job.resources
+            request = (resources.get("nodes"), resources.get("neednodes"),
+                       resources.get("procs"))
             placement = refused.get(request) or self._place(job, free)
             if isinstance(placement, str):
                 refused[request] = placement
@@ -880,7 +881,8 @@ class TorqueEmulator:
                 eligible += 1
                 if available and free_cores >= part.cores:
                     remaining[index] -= 1
-            if not any(remaining):
+            # The answer is `eligible >= total` and eligible only grows: stop once it holds.
+            if eligible >= total or not any(remaining):
                 break
         return eligible >= total
 

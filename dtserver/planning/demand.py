@@ -204,11 +204,12 @@ def existing_bins(snapshot: Snapshot, policy: Policy,
         flavor = pool.flavor(record.flavor) if pool else None
         if pool is None or flavor is None:
             continue
+        node = nodes.get(record.hostname)
         if record.state in (NodeState.LAUNCHING, NodeState.BOOTING, NodeState.REGISTERED):
-            used = 0
+            # The scheduler may already have put jobs on a node that just reported.
+            used = node.used_cores if node is not None and node.has_reported else 0
             label = record.state.value
         elif record.state in (NodeState.IDLE, NodeState.BUSY) or record.hostname in reclaimable:
-            node = nodes.get(record.hostname)
             if node is None:
                 continue   # unknown usage: never count it as free
             used = node.used_cores

@@ -11,7 +11,7 @@ from dtserver.batch.torque import TorqueBatch
 from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world
 from dtserver.clock import FakeClock
 from dtserver.cloud.nova import NovaCloud
-from dtserver.model import NodeState
+from dtserver.model import NodeEvent, NodeState
 from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
 from dtserver.store.sqlite import SqliteStore
@@ -43,6 +43,7 @@ class Cluster:
         self.world: FakeWorld = build_fake_world(self.clock, boot_delay=self.boot_delay,
                                                  scheduler_iteration=60.0)
         self.store = SqliteStore(self.path / "dt.db")
+        self.node_events: list[NodeEvent] = []
         self.reconciler = self.new_reconciler()
         self.running_before: set[str] = set()
         self.requeued: list[str] = []
@@ -55,7 +56,8 @@ class Cluster:
         return Reconciler(batch=TorqueBatch(self.world.runner()),
                           cloud=NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock),
                           store=self.store, clock=self.clock, policy=self.policy,
-                          new_id=lambda: f"rec-{next(self.ids)}")
+                          new_id=lambda: f"rec-{next(self.ids)}",
+                          on_event=self.node_events.append)
 
     # -- driving ---------------------------------------------------------------------------
     def submit(self, resources: dict[str, str], runtime: float, **kwargs) -> str:

@@ -1,0 +1,74 @@
+"""A live dynamictorque API on 127.0.0.1 for dtadmin: SqliteStore in tmp_path, FakeClock,
+an admin token file 0600. dtadmin never sees the machine's or the user's configuration."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from admin.cli import main
+from dtserver.api import create_app
+from dtserver.api.devserver import serve_in_thread
+from dtserver.api.settings import ApiSettings
+from dtserver.clock import FakeClock
+from dtserver.store.sqlite import SqliteStore
+from tests.api.builders import T0
+
+ADMIN_TOKEN = "dtadmin-test-token-0123456789"
+
+
+@dataclass
+class Service:
+    url: str
+    store: SqliteStore
+    clock: FakeClock
+    token_file: Path
+
+    def dtadmin(self, *argv: str) -> int:
+        """dtadmin.main with this service's URL and token file."""
+        return main(["--url", self.url, "--token-file", str(self.token_file), *argv])
+
+
+def write_token(path: Path, token: str = ADMIN_TOKEN) -> Path:
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DTADMIN_CONFIG", str(tmp_path / "absent-dtadmin.conf"))
+    monkeypatch.delenv("DTADMIN_URL", raising=False)
+    monkeypatch.delenv("DTADMIN_TOKEN_FILE", raising=False)
+    # The dev server logs every request at INFO on stderr, which the tests read.
+    monkeypatch.setattr(logging.getLogger("werkzeug"), "level", logging.ERROR)
+
+
+def serve(store: SqliteStore, clock: FakeClock, tmp_path: Path) -> Iterator[Service]:
+    token_file = write_token(tmp_path / "admin.token")
+    app = create_app(ApiSettings(db_path=store.path, token_file=token_file),
+                     store=store, clock=clock)
+    server = serve_in_thread(app, "127.0.0.1", 0)
+    try:
+        yield Service(f"http://127.0.0.1:{server.port}", store, clock, token_file)
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(tmp_path / "dt.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def service(store: SqliteStore, clock: FakeClock, tmp_path: Path) -> Iterator[Service]:
+    yield from serve(store, clock, tmp_path)
