@@ -91,7 +91,8 @@ def translate_legacy(argv: Sequence[str]) -> list[str]:
     if not rest or rest[0] not in _LEGACY_FLAGS:
         return list(argv)
     parser = _legacy_parser()
-    old = parser.parse_args(rest)
+    # Unknown words (--wait-timeout 60, --poll 1) go on to the subcommand, which checks them.
+    old, onward = parser.parse_known_args(rest)
     if old.c is not None and not old.i:
         parser.error("-c S only goes with -i (info every S seconds)")
     if not any((old.i, old.s, old.k, old.f, old.d, old.l, old.w)):
@@ -108,7 +109,7 @@ def translate_legacy(argv: Sequence[str]) -> list[str]:
         new = ["node", old.d]
     else:
         new = ["nodes"]
-    return head + new + (["--json"] if old.json else [])
+    return head + new + (["--json"] if old.json else []) + onward
 
 
 # -- the parser -----------------------------------------------------------------------------

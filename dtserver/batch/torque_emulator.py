@@ -18,6 +18,8 @@ Behaviour worth knowing when writing against it:
 - pbs_sched runs a cycle on qsub, on job end, on `qmgr -c 'set server scheduling = True'`
   and every scheduler_iteration; never when a node turns free (44_, 47_). Nodes are filled
   first-fit in creation order, nodes outer and `+` parts inner, as node_spec() does.
+  pbs_sched only checks Resource_List.nodes; jobs without it are placed by pbs_server
+  from neednodes (a spec that starts with a word names a host) or as `1` (12_, 42_).
 - qsub refuses (190) a nodes request that no combination of node entries could ever run,
   counting down and offline entries (15_; the counting is node_spec's "early" check).
 - `qmgr delete node` with a running job succeeds and requeues the job (45_).
@@ -30,7 +32,9 @@ walltime (exit_status -11 when the walltime kills it, else 0); `procs=N` takes N
 anywhere (pbs_server refuses it with "Unknown node-attribute" otherwise, 12_); a job on a
 node whose mom is dead does not finish until the mom is back; a node whose mom is dead
 gets no new jobs. `ncpus=N` alone places like `nodes=1`, one core: neither pbs_sched nor
-pbs_server allocates by ncpus (12_).
+pbs_server allocates by ncpus (12_). qsub without a script file reads stdin; no stdin is an
+empty script, which gets a job id but no job, as in the README. Commands or options that
+are not emulated exit 2 with "torque emulator: not emulated: ..." on stderr.
 
 All state is plain values (numbers, strings, lists, dicts) in one `_State`, so it can later
 be saved to a file and shared by the CLI executables.
@@ -191,7 +195,6 @@ class _NodeEntry:
     serial: int                          # tells events of a re-created node apart
     np: int
     properties: list[str]
-    created: float
     hierarchy_at: float
     note: str | None = None
     down: bool = True
@@ -254,7 +257,6 @@ class _Queue:
 
 @dataclass(slots=True)
 class _State:
-    started: float
     now: float
     attributes: dict[str, str]
     queues: dict[str, _Queue] = field(default_factory=dict)
@@ -316,6 +318,9 @@ class TorqueEmulator:
                  node_down_delay: float = 180.0, submit_user: str = "tuser") -> None:
         if scheduler_iteration <= 0 or mom_status_interval <= 0:
             raise ValueError("scheduler_iteration and mom_status_interval must be positive")
+        if min(keep_completed, hierarchy_delay, mom_report_delay, mom_hello_delay,
+               node_down_delay) < 0:
+            raise ValueError("delays cannot be negative")
         self._clock = clock
         self._server = server_name
         self._resolvable = resolvable
@@ -342,7 +347,7 @@ class TorqueEmulator:
             "timeout_for_job_requeue": "120", "note_append_on_error": "True"}
         if scheduler_iteration != 600.0:
             attributes["scheduler_iteration"] = _number_text(scheduler_iteration)
-        self._state = _State(started=start, now=start, attributes=attributes)
+        self._state = _State(now=start, attributes=attributes)
         self._state.queues["batch"] = _Queue("batch", start, {
             "queue_type": "Execution", "resources_default.walltime": "01:00:00",
             "resources_default.nodes": "1", "enabled": "True", "started": "True"})
@@ -1259,12 +1264,14 @@ class TorqueEmulator:
         """The mom's last status report; kept as it was once the mom dies (17_, 46_)."""
         reported_at = node.reported_at if node.reported_at is not None else self._state.now
         mom = self._state.moms.get(node.name)
-        last = reported_at
-        if mom is not None:
-            until = self._state.now if mom.up else (mom.down_since or reported_at)
-            steps = math.floor(max(until - reported_at, 0.0) / self._status_interval)
-            last = reported_at + steps * self._status_interval
-        up_since = mom.up_since if mom is not None else reported_at
+        until = reported_at                      # a restarted mom has not reported yet
+        if mom is not None and mom.up and mom.up_since <= reported_at:
+            until = self._state.now
+        elif mom is not None and mom.down_since is not None:
+            until = max(mom.down_since, reported_at)
+        last = reported_at + math.floor((until - reported_at) / self._status_interval) \
+            * self._status_interval
+        up_since = min(mom.up_since, reported_at) if mom is not None else reported_at
         jobs = []
         for job_id in dict.fromkeys(node.slots.values()):
             job = self._state.jobs.get(job_id)
@@ -1328,15 +1335,25 @@ class TorqueEmulator:
             return _unsupported(f"qmgr {command.verb} server")
         poke = False
         for name, operator, value in command.attributes:
+            illegal = _QmgrError("qmgr obj= svr=default: Illegal attribute or resource value "
+                                 f"for  {name}\n")
             if name in _BOOLEAN_SERVER_ATTRIBUTES:
                 value = _boolean_text(value, "server", self._server)
             elif name in ("scheduler_iteration", "keep_completed", "next_job_number"):
-                if not value.isdigit():
-                    raise _QmgrError(f"qmgr obj= svr=default: Illegal attribute or resource "
-                                     f"value for  {name}\n")
+                # A zero iteration would make the periodic cycle due again at once, forever.
+                lowest = 1 if name == "scheduler_iteration" else 0
+                if not value.isdigit() or int(value) < lowest:
+                    raise illegal
             if operator != "=":
-                raise _QmgrError(f"qmgr obj= svr=default: Illegal attribute or resource "
-                                 f"value for  {name}\n")
+                if name in _BOOLEAN_SERVER_ATTRIBUTES or name == "next_job_number":
+                    raise illegal
+                # managers, operators, acl_hosts...: += and -= edit a comma list (02_).
+                items = [item for item in attributes.get(name, "").split(",") if item]
+                if operator == "+=":
+                    items += [item for item in value.split(",") if item not in items]
+                else:
+                    items = [item for item in items if item not in value.split(",")]
+                value = ",".join(items)
             if name == "next_job_number":
                 self._state.next_job_number = int(value)
                 continue
@@ -1554,7 +1571,7 @@ class TorqueEmulator:
         now = state.now
         state.next_serial += 1
         node = _NodeEntry(name=name, serial=state.next_serial, np=1, properties=[],
-                          created=now, hierarchy_at=now + self._hierarchy_delay)
+                          hierarchy_at=now + self._hierarchy_delay)
         self._apply_node_attributes(node, attributes, creating=True)
         state.nodes[name] = node
         self._push(node.hierarchy_at, _HIERARCHY, name, node.serial)

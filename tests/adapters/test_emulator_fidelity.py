@@ -127,7 +127,7 @@ def captured_xml(name: str) -> str:
     return (DATA / "xml" / name).read_text()
 
 
-def timeline(source: str, heading: str, pattern: str) -> list[tuple[int, ...] | tuple]:
+def timeline(source: str, heading: str, pattern: str) -> list[tuple]:
     """The `t+Ns ...` lines that follow `heading` in a capture file, as regex groups."""
     lines = (DATA / source).read_text().splitlines()
     start = next(index for index, line in enumerate(lines) if line.startswith(heading))

@@ -10,9 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from dtserver.batch import BatchUnavailable
+from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_commands import CommandResult
 from dtserver.batch.torque_emulator import EmulatorError, TorqueEmulator
 from dtserver.clock import FakeClock
+from dtserver.model import JobState
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 NOT_ENOUGH = "Not Running: Not enough of the right type of nodes are available"
@@ -183,6 +186,16 @@ def test_periodic_cycle_starts_waiting_jobs_every_scheduler_iteration() -> None:
     assert emu.job(job).state == "Q"
     clock.advance(1)
     assert emu.job(job).state == "R"
+
+
+def test_cycle_started_by_a_submission_also_starts_older_jobs_that_now_fit() -> None:
+    clock, emu = emulator()
+    cluster(clock, emu, ("cn01", 2, ""))
+    ok(emu, "pbsnodes -o cn01")
+    older = emu.submit(resources={"nodes": "1:ppn=2"})
+    ok(emu, "pbsnodes -c cn01")
+    newer = emu.submit(resources={"nodes": "1"})
+    assert (emu.job(older).state, emu.job(newer).state) == ("R", "Q")
 
 
 def test_no_cycle_runs_while_scheduling_is_off() -> None:
@@ -523,6 +536,14 @@ def test_duplicate_node_and_unknown_queue_errors() -> None:
            "nosuchqueue\n")
 
 
+def test_server_list_attributes_take_plus_and_minus_equals() -> None:
+    _, emu = emulator()
+    ok(emu, "qmgr -c 'set server managers += dt@vm'")
+    ok(emu, "qmgr -c 'set server managers -= root@vm'")
+    assert "set server managers = dt@vm\n" in ok(emu, "qmgr -c 'p s'")
+    assert sh(emu, "qmgr -c 'set server scheduler_iteration = 0'").status == 2
+
+
 def test_unknown_command_exits_127() -> None:
     _, emu = emulator()
     assert sh(emu, "qrun 1").status == 127
@@ -565,3 +586,26 @@ def test_simulator_can_jump_from_event_to_event_until_the_work_is_done() -> None
         emu.advance()
     assert all(emu.job(job).state == "C" for job in jobs)
     assert clock.now() - START < timedelta(seconds=900)
+
+
+# --- the production adapter over the emulator ---------------------------------------------------
+
+def test_torque_batch_reads_the_emulated_jobs_and_nodes() -> None:
+    clock, emu = emulator()
+    cluster(clock, emu, ("cn01", 4, "CLOUD"))
+    ok(emu, "qmgr -c 'create node cn02 np=4,properties=CLOUD'")
+    running = emu.submit(queue="cloud", resources={"nodes": "1:ppn=4:CLOUD"}, runtime=600)
+    waiting = emu.submit(queue="cloud", resources={"nodes": "1:ppn=2:CLOUD"}, array="1-2")
+    batch = TorqueBatch(emu)
+    jobs = {job.id: job for job in batch.jobs()}
+    assert (jobs[running].state, jobs[running].exec_hosts) == (JobState.RUNNING, ("cn01",))
+    assert {jobs["1[1].vm"].state, jobs["1[2].vm"].state} == {JobState.QUEUED}
+    assert jobs["1[1].vm"].request.cores == 2
+    nodes = {node.name: node for node in batch.nodes()}
+    assert (nodes["cn01"].states, nodes["cn01"].jobs, nodes["cn01"].is_ready) == (
+        frozenset({"job-exclusive"}), (running,), True)
+    assert (nodes["cn02"].is_down, nodes["cn02"].has_reported) == (True, False)
+    assert waiting == "1[].vm"
+    emu.set_down(True)
+    with pytest.raises(BatchUnavailable):
+        batch.nodes()

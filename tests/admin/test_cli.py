@@ -484,6 +484,7 @@ def test_unknown_config_key_is_a_usage_error(monkeypatch, tmp_path: Path, capsys
     (["-w", "--json"], ["nodes", "--json"]),
     (["--url", "http://h:1", "-l"], ["--url", "http://h:1", "nodes"]),
     (["nodes", "-l"], ["nodes", "-l"]),
+    (["-f", "--wait-timeout", "60"], ["drain-all", "--wait", "--wait-timeout", "60"]),
 ])
 def test_old_flags_map_onto_subcommands(old: list[str], new: list[str]) -> None:
     assert translate_legacy(old) == new

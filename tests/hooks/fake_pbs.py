@@ -60,7 +60,8 @@ class Event:
         raise SystemExit(str(ecode))
 
 
-def pbs_module(event: Event, config: Path | None) -> tuple[types.ModuleType, list[tuple[int, str]]]:
+def pbs_module(event: Event,
+               config: Path | None) -> tuple[types.ModuleType, list[tuple[int, str]]]:
     """A `pbs` module serving `event`, and the list its logmsg() appends to."""
     logged: list[tuple[int, str]] = []
     module = types.ModuleType("pbs")

@@ -15,7 +15,8 @@ from dtserver.api.settings import ApiSettings
 from dtserver.store.sqlite import SqliteStore
 from tests.hooks import fake_pbs
 from tests.hooks.fake_pbs import Event, Job, ResourceList
-from tests.hooks.support import PBS_HOOK, HungServer, RecordingServer, closed_port_url, write_config
+from tests.hooks.support import (PBS_HOOK, HungServer, RecordingServer, closed_port_url,
+                                 write_config)
 
 
 def run_hook(monkeypatch: pytest.MonkeyPatch, event: Event,

@@ -133,17 +133,6 @@ def test_broken_config_sends_nothing_and_still_exits_0(tmp_path: Path, service: 
     assert service.received == []
 
 
-def test_config_error_names_the_file_line_and_key(tmp_path: Path, service: RecordingServer) -> None:
-    config = tmp_path / "filter.conf"
-    config.write_text(f"url = {service.url}\ncolour = blue\n", encoding="utf-8")
-
-    run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
-
-    assert (run.status, run.stdout) == (0, FJOB)
-    # Before the config is read there is no log file: syslog only, or stderr on request.
-    assert run.stderr == b""
-
-
 def test_a_named_config_that_is_missing_sends_nothing(tmp_path: Path,
                                                       service: RecordingServer) -> None:
     run = run_filter(["job.sh"], FJOB, config=tmp_path / "missing.conf", cwd=tmp_path)
@@ -185,7 +174,8 @@ def test_a_url_with_a_path_prefix_posts_below_it(tmp_path: Path, service: Record
 
 # --- what the hint says ---------------------------------------------------------------------
 
-def test_reference_submission_posts_the_full_hint(tmp_path: Path, service: RecordingServer) -> None:
+def test_reference_submission_posts_the_full_hint(tmp_path: Path,
+                                                  service: RecordingServer) -> None:
     config = write_config(tmp_path, url=service.url)
 
     run = run_filter(["-l", "nodes=1:ppn=1", "-q", "batch", "-v", "FOO=bar", "fjob.sh"], FJOB,

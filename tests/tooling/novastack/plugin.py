@@ -168,4 +168,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                else "install cached")
     terminalreporter.write_line(
         f"live nova: {install}, start {_timings['start']:.1f} s, "
-        f"live_nova tests {_timings.get('tests', 0.0):.1f} s")
+        f"live_nova tests {_timings.get('tests', 0.0):.1f} s (start included)")
