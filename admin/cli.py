@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument("--wait", action="store_true",
                          help="wait until the reconciler has carried it out")
     waiting.add_argument("--wait-timeout", type=_positive, metavar="S",
-                         help="give up waiting after S seconds (exit 3)")
+                         help="give up waiting after S seconds, exit 3 (kill 600, "
+                              "drain-all 3600, reset-pool 120)")
     waiting.add_argument("--poll", type=_positive, default=DEFAULT_POLL_SECONDS, metavar="S",
                          help="seconds between checks while waiting (1)")
 

@@ -11,8 +11,8 @@ Install (hooks/README.md has the details):
     qmgr -c "import hook dynamictorque application/x-python default pbs_queuejob_hook.py"
     qmgr -c "import hook dynamictorque application/x-config default filter.conf"
 
-The config is the submit filter's format (url, token_file, timeout_seconds; log_file and
-warn_on_stderr do not apply here). The hook runs inside pbs_server, which handles one
+The config is the submit filter's format (url, token_file, ca_file, timeout_seconds;
+log_file and warn_on_stderr do not apply here). The hook runs inside pbs_server, which handles one
 request at a time, so the timeout is short and the URL should name an IP address: a
 socket timeout does not bound a DNS lookup.
 
@@ -20,6 +20,7 @@ Standard library and the `pbs` module only; Python 3.6 or later (OpenPBS on EL7)
 """
 import http.client
 import json
+import ssl
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -29,7 +30,8 @@ DEFAULT_CONFIG = "/etc/dynamictorque/filter.conf"
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_SECONDS = 0.5
 MAX_TIMEOUT_SECONDS = 0.8
-SETTINGS_KEYS = ("url", "token_file", "timeout_seconds", "log_file", "warn_on_stderr")
+SETTINGS_KEYS = ("url", "token_file", "ca_file", "timeout_seconds", "log_file",
+                 "warn_on_stderr")
 # The hint's array field takes TORQUE's -t grammar; longer expansions use a range of the
 # same size, which is all the service reads from it.
 _MAX_ARRAY_CHARS = 1024
@@ -40,18 +42,18 @@ class ConfigError(Exception):
 
 
 def read_settings(path: str, required: bool) -> Dict[str, Any]:
-    """url, token_file and timeout_seconds from the filter's `key = value` file."""
-    settings: Dict[str, Any] = {"url": DEFAULT_URL, "token_file": None,
+    """url, token_file, ca_file and timeout_seconds from the filter's `key = value` file."""
+    settings: Dict[str, Any] = {"url": DEFAULT_URL, "token_file": None, "ca_file": None,
                                 "timeout_seconds": DEFAULT_TIMEOUT_SECONDS}
     try:
         with open(path, encoding="utf-8") as source:
             text = source.read()
     except FileNotFoundError:
         if required:
-            raise ConfigError(f"{path}: no such file")
+            raise ConfigError(f"{path}: no such file") from None
         return settings
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: {error}")
+        raise ConfigError(f"{path}: {error}") from None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -75,8 +77,8 @@ def read_settings(path: str, required: bool) -> Dict[str, Any]:
                 raise ConfigError(f"{where}: timeout_seconds must be above 0 and at most "
                                   f"{MAX_TIMEOUT_SECONDS}")
             settings["timeout_seconds"] = seconds
-        elif key == "token_file":
-            settings["token_file"] = value or None
+        elif key in ("token_file", "ca_file"):
+            settings[key] = value or None
     return settings
 
 
@@ -134,7 +136,7 @@ def build_hint(event: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     user = _text(getattr(job, "euser", None)) or _text(event.requestor) or owner.partition("@")[0]
     resources: List[str] = []
     resource_list = job.Resource_List
-    for name in resource_list.keys():
+    for name in resource_list.keys():     # a pbs_resource, not a dict: keys() is its API
         value = _text(resource_list[name])
         if value is not None:
             resources.append(f"{name}={value}")
@@ -154,13 +156,19 @@ def build_hint(event: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     return hint, ""
 
 
-def post_hint(url: str, hint: Dict[str, Any], token: Optional[str],
+def post_hint(url: str, hint: Dict[str, Any], token: Optional[str], ca_file: Optional[str],
               timeout: float) -> Tuple[int, str]:
     """POST the hint to <url>/v1/hints; (status, start of the answer)."""
     parts = urlsplit(url)
-    connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
-                        else http.client.HTTPConnection)
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    if not parts.hostname:
+        raise ValueError(f"no host in url {url!r}")
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=ca_file)
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                                 context=context)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = "Bearer " + token
@@ -182,7 +190,8 @@ def announce(event: Any) -> None:
         return
     token_file = settings["token_file"]
     token = read_token(token_file) if token_file else None
-    status, answer = post_hint(settings["url"], hint, token, settings["timeout_seconds"])
+    status, answer = post_hint(settings["url"], hint, token, settings["ca_file"],
+                               settings["timeout_seconds"])
     if status == 202:
         pbs.logmsg(pbs.LOG_DEBUG, f"dynamictorque: hint sent user={hint['user']} "
                                   f"resources={hint['resources']}")

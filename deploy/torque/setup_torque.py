@@ -60,7 +60,6 @@ class SetupError(DtError):
 class Slots:
     """The node entries one pool needs before any of its instances exists."""
 
-    pool: str
     names: tuple[str, ...]
     np: int
     properties: frozenset[str]
@@ -93,7 +92,7 @@ def pool_slots(settings: Settings, *, flavor_cores: Mapping[str, int] | None = N
         pool = Pool(name=settings_pool.name, flavors=flavors, image=settings_pool.image,
                     properties=settings_pool.properties, max_nodes=settings_pool.max_nodes,
                     name_prefix=settings_pool.name_prefix)
-        result.append(Slots(pool=pool.name, names=pool.slot_names,
+        result.append(Slots(names=pool.slot_names,
                             np=slot_np if slot_np is not None else pool.slot_np,
                             properties=pool.properties))
     return tuple(result)
@@ -140,12 +139,11 @@ def missing_host_entries(hosts: HostsFile, slots: Sequence[Slots]) -> tuple[str,
     return tuple(name for item in slots for name in item.names if name not in listed)
 
 
-def apply_steps(steps: Sequence[Step], runner: Runner, out: TextIO, *,
-                timeout: float | None = None) -> None:
+def apply_steps(steps: Sequence[Step], runner: Runner, out: TextIO) -> None:
     """Run each step; stop at the first failure (later steps build on earlier ones)."""
     for step in steps:
         command = shlex.join(step.argv)
-        result = runner.run(step.argv, timeout=timeout)
+        result = runner.run(step.argv)
         if result.status == 0:
             print(f"ok       {command}", file=out)
         elif step.done_before and step.done_before in result.stderr:

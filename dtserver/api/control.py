@@ -17,7 +17,7 @@ from dtserver.api.auth import admin_required
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
 from dtserver.api.wakeup import wake_reconciler
-from dtserver.model import Intent, IntentKind, NodeState
+from dtserver.model import Intent, IntentKind
 from dtserver.store import RecordNotFound
 
 log = logging.getLogger(__name__)

@@ -155,7 +155,9 @@ def format_age(seconds: float) -> str:
 
 def _refresh_seconds() -> int:
     text = request.args.get("refresh", str(DEFAULT_REFRESH_SECONDS))
-    if not text.isdigit() or not MIN_REFRESH_SECONDS <= int(text) <= MAX_REFRESH_SECONDS:
+    # isascii: "²" is a digit to isdigit() but not to int().
+    if not (text.isascii() and text.isdigit()) or \
+            not MIN_REFRESH_SECONDS <= int(text) <= MAX_REFRESH_SECONDS:
         raise ApiError(400, "invalid_value", f"refresh: whole seconds from "
                                              f"{MIN_REFRESH_SECONDS} to {MAX_REFRESH_SECONDS}")
     return int(text)

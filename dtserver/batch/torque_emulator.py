@@ -36,8 +36,9 @@ pbs_server allocates by ncpus (12_). qsub without a script file reads stdin; no 
 empty script, which gets a job id but no job, as in the README. Commands or options that
 are not emulated exit 2 with "torque emulator: not emulated: ..." on stderr.
 
-All state is plain values (numbers, strings, lists, dicts) in one `_State`, so it can later
-be saved to a file and shared by the CLI executables.
+All state is plain values (numbers, strings, lists, dicts) in one `_State`: to_state() and
+from_state() save and restore it, which is how torque_cli.py shares one server between the
+CLI executables (and runs qsub's submit filter before taking the server's lock).
 """
 from __future__ import annotations
 
@@ -49,10 +50,10 @@ import re
 import shlex
 import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from xml.sax.saxutils import escape
 
 from dtserver import nodespec
@@ -288,6 +289,7 @@ class _Submission:
     hold: bool
     submit_args: str
     variables: tuple[str, ...] = ()
+    submit_filter: str | None = None     # the filter that produced the script
 
 
 class _QmgrError(Exception):
@@ -359,8 +361,12 @@ class TorqueEmulator:
     # --- the Runner protocol --------------------------------------------------------------
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
-            timeout: float | None = None) -> CommandResult:
-        """Answer one command line. `timeout` is accepted and ignored: nothing here blocks."""
+            timeout: float | None = None, submit_filter: str | None = None) -> CommandResult:
+        """Answer one command line. `timeout` is accepted and ignored: nothing here blocks.
+
+        `submit_filter` (qsub only) says a submit filter already ran, outside this call as
+        qsub runs it before contacting the server: `stdin` is then the filter's output,
+        the job script, even when the command line names a script file."""
         with self._lock:
             self.advance()
             argv = tuple(argv)
@@ -376,7 +382,10 @@ class TorqueEmulator:
             else:
                 if command not in ("qstat", "qsub"):
                     self._state.sched_dirty = True
-                result = handler(list(argv[1:]), stdin)
+                if command == "qsub":
+                    result = self._qsub(list(argv[1:]), stdin, submit_filter)
+                else:
+                    result = handler(list(argv[1:]), stdin)
             self._run_until(self._state.now)
             status, stdout, stderr = result
             logger.debug("emulated command argv=%s status=%d", argv, status)
@@ -485,6 +494,29 @@ class TorqueEmulator:
             self._state.trqauthd_down = down and trqauthd
             self._state.sched_dirty = True
             logger.info("server %s trqauthd_down=%s", "down" if down else "up", trqauthd)
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything the server holds (queues, nodes, moms, jobs, pending events) as
+        JSON-ready plain values. The constructor's options are not part of it."""
+        with self._lock:
+            state = asdict(self._state)
+        for node in state["nodes"].values():
+            node["slots"] = {str(core): job_id for core, job_id in node["slots"].items()}
+        return state
+
+    @classmethod
+    def from_state(cls, clock: Clock, state: Mapping[str, Any],
+                   **options: Any) -> TorqueEmulator:
+        """The server saved by to_state() (also after a JSON round trip), on `clock` and
+        with the constructor `options` it had. Raises ValueError for anything else."""
+        emulator = cls(clock, **options)
+        try:
+            emulator._state = _state_from_plain(state)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a TorqueEmulator state: {error!r}") from error
+        return emulator
 
     # --- inspection helpers ---------------------------------------------------------------
 
@@ -824,7 +856,10 @@ class TorqueEmulator:
         variables = [f"PBS_O_QUEUE={queue.name}", f"PBS_O_HOME=/home/{submission.owner}",
                      f"PBS_O_LOGNAME={submission.owner}",
                      _PATH_VARIABLE, "PBS_O_SHELL=/bin/bash",
-                     "PBS_O_LANG=C.UTF-8", *submission.variables,
+                     "PBS_O_LANG=C.UTF-8",
+                     *([f"PBS_O_SUBMIT_FILTER={submission.submit_filter}"]
+                       if submission.submit_filter else []),
+                     *submission.variables,
                      f"PBS_O_WORKDIR=/home/{submission.owner}",
                      f"PBS_O_HOST={self._server}", f"PBS_O_SERVER={self._server}"]
 
@@ -893,7 +928,8 @@ class TorqueEmulator:
 
     # --- qsub ---------------------------------------------------------------------------
 
-    def _qsub(self, args: list[str], stdin: bytes | None) -> tuple[int, str, str]:
+    def _qsub(self, args: list[str], stdin: bytes | None,
+              submit_filter: str | None = None) -> tuple[int, str, str]:
         try:
             options, rest = getopt.getopt(args, _QSUB_OPTIONS)
         except getopt.GetoptError:
@@ -902,7 +938,11 @@ class TorqueEmulator:
             return _unsupported("qsub -I")
         if len(rest) > 1:
             return 2, "", _QSUB_USAGE.lstrip("\n")
-        if rest:
+        if submit_filter is not None:
+            # The filter read the script file (or stdin); its output is the job script.
+            script = stdin or b""
+            default_name = Path(rest[0]).name if rest else "STDIN"
+        elif rest:
             path = Path(rest[0])
             try:
                 script = path.read_bytes()
@@ -951,7 +991,8 @@ class TorqueEmulator:
         submission = _Submission(
             owner=self._submit_user, queue=values.get("-q"), resources=resources,
             name=name, account=values.get("-A"), array=values.get("-t"), runtime=runtime,
-            hold="-h" in values, submit_args=" ".join(args), variables=tuple(variables))
+            hold="-h" in values, submit_args=" ".join(args), variables=tuple(variables),
+            submit_filter=submit_filter)
         if not script:
             # qsub prints an id for an empty script but the job is never committed (README).
             seq = self._state.next_job_number
@@ -1680,6 +1721,32 @@ class TorqueEmulator:
 
 
 # --- pure helpers --------------------------------------------------------------------------
+
+def split_qsub_arguments(args: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """qsub's options and operands (its script file) as its getopt reads them; raises
+    getopt.GetoptError where qsub prints its usage."""
+    return getopt.getopt(list(args), _QSUB_OPTIONS)
+
+
+def _state_from_plain(data: Mapping[str, Any]) -> _State:
+    """Inverse of TorqueEmulator.to_state(): JSON turned tuples into lists and int keys
+    into strings."""
+    values = dict(data)
+    queues, nodes, moms = values.pop("queues"), values.pop("nodes"), values.pop("moms")
+    jobs, events = values.pop("jobs"), values.pop("events")
+    state = _State(**values)
+    state.queues = {name: _Queue(**queue) for name, queue in queues.items()}
+    state.nodes = {name: _NodeEntry(**{**node, "slots": {int(core): job_id for core, job_id
+                                                         in node["slots"].items()}})
+                   for name, node in nodes.items()}
+    state.moms = {name: _Mom(**mom) for name, mom in moms.items()}
+    state.jobs = {job_id: _JobEntry(**{**job, "exec_slots": [
+        (host, list(cores)) for host, cores in job["exec_slots"]]})
+        for job_id, job in jobs.items()}
+    state.events = [tuple(event) for event in events]     # a saved heap is still a heap
+    # The free cores left by the last cycle are derived and not saved: recompute them.
+    state.sched_dirty = True
+    return state
 
 def _epoch(moment: datetime) -> float:
     return moment.timestamp()

@@ -20,6 +20,7 @@ import os
 import warnings
 from typing import Any, Mapping
 
+import novaclient
 from keystoneauth1 import exceptions as ks_exc
 from novaclient import api_versions
 from novaclient import client as nova_client
@@ -59,8 +60,9 @@ def build_nova_client(*, cloud_name: str | None, auth: Mapping[str, str], region
     usable credentials are configured, otherwise as `classify` decides.
     """
     requested = api_versions.APIVersion(microversion)
-    if requested < api_versions.APIVersion(MIN_MICROVERSION):
-        raise ValueError(f"microversion {microversion} is below {MIN_MICROVERSION}")
+    if not api_versions.APIVersion(MIN_MICROVERSION) <= requested <= novaclient.API_MAX_VERSION:
+        raise ValueError(f"microversion {microversion} is outside {MIN_MICROVERSION} to "
+                         f"{novaclient.API_MAX_VERSION.get_string()} (python-novaclient's newest)")
     region_config = cloud_region(cloud_name=cloud_name, auth=auth, region=region)
     if region_config.config.get("api_timeout") is None:
         region_config.config["api_timeout"] = DEFAULT_TIMEOUT   # read by get_session()
@@ -78,7 +80,8 @@ def build_nova_client(*, cloud_name: str | None, auth: Mapping[str, str], region
     server_min = getattr(current, "min_version", "") if current is not None else ""
     server_max = getattr(current, "version", "") if current is not None else ""
     if not server_max:
-        # Some deployments hide the version document; the first real call will tell.
+        # Some deployments refuse the version document (401); the first real call will
+        # tell whether the pinned version is spoken.
         logger.warning("nova version range unknown microversion=%s", requested.get_string())
         return probe
     chosen = negotiate_microversion(microversion, server_min, server_max)

@@ -38,6 +38,9 @@ class Demand:
     def size(self) -> Shape:
         return self.slices[0]
 
+    def __post_init__(self) -> None:
+        self.cores = sum(shape[0] for shape in self.slices)
+
 
 @dataclass
 class Bin:
@@ -384,7 +387,8 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
         if signature in placeless:
             if demand.job_id is not None:
                 verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
-                                           placeless[signature], demand.pools[0].name))
+                                           placeless[signature], demand.pools[0].name,
+                                           demand.cores))
             continue
         refusals: list[str] = []
         for pool in demand.pools:
@@ -404,7 +408,8 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
             placeless[signature] = "; ".join(dict.fromkeys(refusals))
             if demand.job_id is not None:
                 verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
-                                           placeless[signature], demand.pools[0].name))
+                                           placeless[signature], demand.pools[0].name,
+                                           demand.cores))
     for pool_bins in packer.bins_by_pool.values():
         for bin_ in pool_bins:
             if bin_.flavor is None:
@@ -421,11 +426,13 @@ def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
     hosts = ", ".join(dict.fromkeys(bin_.hostname for bin_ in bins))
     labels = {bin_.label for bin_ in bins}
     if "new" in labels:
-        return JobVerdict(demand.key, "launching", f"launching {hosts}", pool.name)
+        return JobVerdict(demand.key, "launching", f"launching {hosts}", pool.name,
+                          demand.cores)
     if labels & {"launching", "booting", "registered"}:
-        return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join", pool.name)
+        return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join",
+                          pool.name, demand.cores)
     return JobVerdict(demand.key, "waiting-scheduler",
-                      f"fits on {hosts}; waiting for the scheduler", pool.name)
+                      f"fits on {hosts}; waiting for the scheduler", pool.name, demand.cores)
 
 
 def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,

@@ -66,9 +66,12 @@ def test_a_server_outside_the_usable_range_is_refused(server_min, server_max):
     assert caught.value.kind is ErrorKind.OTHER
 
 
-def test_a_requested_microversion_below_the_floor_is_a_programming_error():
+@pytest.mark.parametrize("microversion", ["2.37", "2.200"])
+def test_a_microversion_outside_what_we_and_novaclient_support_is_a_programming_error(
+        microversion):
     with pytest.raises(ValueError, match=MIN_MICROVERSION):
-        build_nova_client(cloud_name=None, auth=PLAINTEXT, region=None, microversion="2.37")
+        build_nova_client(cloud_name=None, auth=PLAINTEXT, region=None,
+                          microversion=microversion)
 
 
 # --- where the credentials come from ----------------------------------------------------
@@ -171,6 +174,7 @@ class StubCloud:
     list, as far as build_nova_client and one call need them."""
 
     nova_max: str = "2.104"
+    hide_versions: bool = False          # the version document answers 401
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     base: str = ""
 
@@ -189,6 +193,8 @@ class StubCloud:
                     {"id": "e1", "interface": "public", "region": "RegionOne",
                      "region_id": "RegionOne", "url": f"{self.base}/compute/v2.1"}]}]}}
         if method == "GET" and path.rstrip("/") == "/compute/v2.1":
+            if self.hide_versions:
+                return 401, {}, {"unauthorized": {"code": 401, "message": "stub: hidden"}}
             return 200, {}, {"version": {
                 "id": "v2.1", "status": "CURRENT", "version": self.nova_max,
                 "min_version": "2.1", "updated": "2013-07-23T11:33:21Z",
@@ -260,6 +266,17 @@ def test_an_older_nova_gets_its_newest_microversion_on_every_call(stub, tmp_path
 
     assert client.api_version == api_versions.APIVersion("2.90")
     assert stub.requests[-1][2]["X-OpenStack-Nova-API-Version"] == "2.90"
+
+
+def test_a_hidden_version_document_keeps_the_pinned_microversion(stub, tmp_path, caplog):
+    stub.hide_versions = True
+    write_clouds(tmp_path / "clouds.yaml", {"odd": token_cloud(f"{stub.base}/compute/v2.1")})
+
+    with caplog.at_level(logging.WARNING):
+        client = build_nova_client(cloud_name="odd", auth={}, region=None)
+
+    assert client.api_version == api_versions.APIVersion("2.96")
+    assert "version range unknown" in caplog.text
 
 
 def test_a_nova_too_old_for_tags_at_create_is_refused(stub, tmp_path):

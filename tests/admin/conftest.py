@@ -42,12 +42,16 @@ def write_token(path: Path, token: str = ADMIN_TOKEN) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("DTADMIN_CONFIG", str(tmp_path / "absent-dtadmin.conf"))
     monkeypatch.delenv("DTADMIN_URL", raising=False)
     monkeypatch.delenv("DTADMIN_TOKEN_FILE", raising=False)
     # The dev server logs every request at INFO on stderr, which the tests read.
-    monkeypatch.setattr(logging.getLogger("werkzeug"), "level", logging.ERROR)
+    server_log = logging.getLogger("werkzeug")
+    level = server_log.level
+    server_log.setLevel(logging.ERROR)
+    yield
+    server_log.setLevel(level)
 
 
 @contextmanager

@@ -6,7 +6,9 @@ the store as the reconciler would (test_end_to_end.py runs the real one).
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,13 +52,12 @@ def complete_when_recorded(store: SqliteStore, status: IntentStatus, message: st
                            ) -> threading.Thread:
     """Play the reconciler for one intent: complete the first one that appears."""
     def run() -> None:
-        stop = threading.Event()
         for _ in range(400):
             pending = store.intents(pending_only=True)
             if pending:
                 store.complete_intent(pending[0].id, status, message, T0)
                 return
-            stop.wait(0.025)
+            time.sleep(0.025)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -302,7 +303,7 @@ def test_kill_wait_follows_the_node_until_it_is_deleted(service: Service, capsys
     helper = complete_when_recorded(service.store, IntentStatus.DONE, "cloud-001 offlined")
 
     def delete_later() -> None:
-        threading.Event().wait(0.3)
+        time.sleep(0.3)
         service.store.update_record("rec-cloud-001", state=NodeState.DELETED)
 
     deleter = threading.Thread(target=delete_later, daemon=True)
@@ -310,6 +311,7 @@ def test_kill_wait_follows_the_node_until_it_is_deleted(service: Service, capsys
     assert service.dtadmin("kill", "cloud-001", "--wait", *WAIT) == 0
 
     deleter.join(timeout=10)
+    helper.join(timeout=10)
     out = capsys.readouterr().out
     assert "(kill cloud-001): done: cloud-001 offlined" in out
     assert out.rstrip().endswith("cloud-001 deleted")
@@ -401,11 +403,23 @@ def test_unreadable_token_file_exits_4(service: Service, tmp_path: Path, capsys)
 @pytest.mark.parametrize("argv", [["info"], ["sleep"], ["why", "1.vm"], ["-i"]])
 def test_service_down_exits_3(tmp_path: Path, capsys, argv) -> None:
     token = write_token(tmp_path / "admin.token")
+    # A port bound but not listening: connections to it are refused.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{taken.getsockname()[1]}"
 
-    # Port 9 (discard) on loopback: nothing listens there in the test environment.
-    assert main(["--url", "http://127.0.0.1:9", "--token-file", str(token), *argv]) == 3
+        assert main(["--url", url, "--token-file", str(token), *argv]) == 3
 
-    assert "cannot reach the dynamictorque API at http://127.0.0.1:9" in capsys.readouterr().err
+    assert f"cannot reach the dynamictorque API at {url}" in capsys.readouterr().err
+
+
+def test_a_failing_service_exits_3_with_its_message(service: Service, capsys) -> None:
+    service.store.close()
+
+    assert service.dtadmin("nodes") == 3
+
+    assert "the service failed (HTTP 503): the state database is unavailable" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["info", "--watch", "0"],
@@ -457,7 +471,7 @@ def test_user_config_in_home_is_read(service: Service, monkeypatch, tmp_path: Pa
 
 
 def test_flags_beat_the_environment(service: Service, monkeypatch) -> None:
-    monkeypatch.setenv("DTADMIN_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DTADMIN_URL", "http://127.0.0.1:1")
 
     assert service.dtadmin("nodes") == 0
 

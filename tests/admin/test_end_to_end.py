@@ -8,8 +8,9 @@ every pass. dtadmin talks to the API on loopback only.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -54,7 +55,7 @@ class ReconcilerThread:
             raise self.error
 
 
-def run_until(cluster: Cluster, done, what: str) -> None:
+def run_until(cluster: Cluster, done: Callable[[], bool], what: str) -> None:
     for _ in range(MAX_SETUP_PASSES):
         cluster.step(10)
         if done():
@@ -73,21 +74,17 @@ def cluster_running(tmp_path: Path, runtimes: list[float]) -> tuple[Cluster, lis
 
 
 @pytest.fixture
-def serve_cluster(tmp_path: Path) -> Iterator:
+def serve_cluster(tmp_path: Path) -> Iterator[Callable[[Cluster], Service]]:
+    """Serve the API on a cluster's store and clock; stopped at the end of the test."""
     token_file = write_token(tmp_path / "admin.token")
-    stack = []
+    with ExitStack() as servers:
+        def start(cluster: Cluster) -> Service:
+            app = create_app(ApiSettings(db_path=cluster.store.path, token_file=token_file),
+                             store=cluster.store, clock=cluster.clock)
+            url = servers.enter_context(serve_app(app))
+            return Service(url, cluster.store, cluster.clock, token_file)
 
-    def start(cluster: Cluster) -> Service:
-        app = create_app(ApiSettings(db_path=cluster.store.path, token_file=token_file),
-                         store=cluster.store, clock=cluster.clock)
-        server = serve_app(app)
-        url = server.__enter__()
-        stack.append(server)
-        return Service(url, cluster.store, cluster.clock, token_file)
-
-    yield start
-    for server in stack:
-        server.__exit__(None, None, None)
+        yield start
 
 
 def host_of(cluster: Cluster, job_id: str) -> str:

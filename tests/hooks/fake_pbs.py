@@ -19,7 +19,7 @@ QUEUEJOB = 0
 
 
 class ResourceList:
-    def __init__(self, **values: str) -> None:
+    def __init__(self, **values: str | None) -> None:
         self._values = dict(values)
 
     def keys(self) -> list[str]:

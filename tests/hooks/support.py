@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -82,11 +83,18 @@ class Received:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+
 @dataclass
 class RecordingServer:
-    """A loopback HTTP server that records every POST and answers with `status`."""
+    """A loopback HTTP(S) server that records every POST and answers with `status`."""
 
     status: int = 202
+    tls: Certificate | None = None
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -110,7 +118,13 @@ class RecordingServer:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        scheme = "http"
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_port}"
         # A short poll interval keeps shutdown() (each test's teardown) quick.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -148,6 +162,16 @@ class HungServer:
         for connection in self._held:
             connection.close()
         self._listener.close()
+
+
+def self_signed_certificate(directory: Path) -> Certificate:
+    """A certificate for 127.0.0.1, made by the openssl command."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return Certificate(cert, key)
 
 
 def closed_port_url() -> str:

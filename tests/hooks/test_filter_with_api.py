@@ -64,6 +64,7 @@ def test_filter_hint_is_accepted_by_the_api_and_stored_as_posted(
     }
     # The reconciler reads it as ten jobs, two at a time, of one node with two cores.
     demand = hint_from_stored(stored)
+    assert demand.request.array is not None
     assert (demand.count, demand.request.array.slot_limit) == (10, 2)
     assert [(chunk.count, chunk.cores) for chunk in demand.request.chunks] == [(1, 2)]
     assert demand.request.walltime_seconds == 600

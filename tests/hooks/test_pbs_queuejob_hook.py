@@ -5,7 +5,7 @@ import runpy
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -15,8 +15,8 @@ from dtserver.api.settings import ApiSettings
 from dtserver.store.sqlite import SqliteStore
 from tests.hooks import fake_pbs
 from tests.hooks.fake_pbs import Event, Job, ResourceList
-from tests.hooks.support import (PBS_HOOK, HungServer, RecordingServer, closed_port_url,
-                                 write_config)
+from tests.hooks.support import (PBS_HOOK, Certificate, HungServer, RecordingServer,
+                                 closed_port_url, write_config)
 
 
 def run_hook(monkeypatch: pytest.MonkeyPatch, event: Event,
@@ -35,8 +35,8 @@ def warnings(logged: list[tuple[int, str]]) -> list[str]:
     return [text for level, text in logged if level == fake_pbs.LOG_WARNING]
 
 
-def job(**fields: object) -> Job:
-    values: dict[str, object] = {
+def job(**fields: Any) -> Job:
+    values: dict[str, Any] = {
         "Resource_List": ResourceList(select="2:ncpus=4:mem=8gb", walltime="01:00:00"),
         "queue": "workq", "Job_Name": "sim", "Job_Owner": "alice@login1"}
     values.update(fields)
@@ -70,6 +70,17 @@ def test_queued_job_is_announced_with_its_raw_resources(
         "submit_host": "login1.example.org",
         "array": "1-10%2",
     }
+
+
+def test_https_url_is_posted_over_tls_trusting_the_configured_ca(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls_service: RecordingServer,
+        certificate: Certificate) -> None:
+    config = write_config(tmp_path, url=tls_service.url, ca_file=certificate.cert)
+
+    logged = run_hook(monkeypatch, Event(job()), config)
+
+    assert warnings(logged) == []
+    assert tls_service.received[0].body["queue"] == "workq"
 
 
 @pytest.mark.parametrize("indices, array", [
@@ -107,7 +118,7 @@ def test_queue_at_server_and_unset_values_are_left_out(
 ], ids=["held", "dependency", "deferred"])
 def test_jobs_that_will_not_wait_for_nodes_are_accepted_without_a_hint(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service: RecordingServer,
-        fields: dict[str, object]) -> None:
+        fields: dict[str, Any]) -> None:
     config = write_config(tmp_path, url=service.url)
 
     run_hook(monkeypatch, Event(job(**fields)), config)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hooks.support import (FILTER, FJOB, PBS_HOOK, HungServer, RecordingServer,
-                                 closed_port_url, current_user, filter_log, run_filter,
-                                 write_config)
+from tests.hooks.support import (FILTER, FJOB, PBS_HOOK, Certificate, HungServer,
+                                 RecordingServer, closed_port_url, current_user, filter_log,
+                                 run_filter, write_config)
 
 
 def posted(service: RecordingServer) -> dict[str, Any]:
@@ -60,6 +61,19 @@ def test_any_bytes_pass_through_unchanged_and_exit_0(down_config: Path, script: 
                      cwd=down_config.parent)
 
     assert (run.status, run.stdout) == (0, script)
+
+
+def test_a_script_that_cannot_be_copied_whole_fails_the_submission(tmp_path: Path) -> None:
+    # Exit 1 makes qsub abort ("submit filter returned an error code") instead of queueing a
+    # cut script; /dev/full refuses every write with ENOSPC.
+    config = write_config(tmp_path, url=closed_port_url())
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([str(FILTER), "job.sh"], input=FJOB, stdout=full,
+                              stderr=subprocess.PIPE, env={"DT_FILTER_CONFIG": str(config)},
+                              timeout=10, check=False)
+
+    assert done.returncode == 1
+    assert b"cannot copy the job script" in done.stderr
 
 
 # --- the filter never fails the submission --------------------------------------------------
@@ -170,6 +184,27 @@ def test_a_url_with_a_path_prefix_posts_below_it(tmp_path: Path, service: Record
     run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
 
     assert service.received[0].path == "/dynamictorque/v1/hints"
+
+
+def test_https_url_posts_over_tls_trusting_the_configured_ca(
+        tmp_path: Path, tls_service: RecordingServer, certificate: Certificate) -> None:
+    config = write_config(tmp_path, url=tls_service.url, ca_file=certificate.cert)
+
+    run = run_filter(["-l", "nodes=1", "job.sh"], FJOB, config=config, cwd=tmp_path)
+
+    assert (run.status, run.stdout) == (0, FJOB)
+    assert tls_service.received[0].body["resources"] == ["walltime=00:10:00", "nodes=1"]
+
+
+def test_https_service_with_an_untrusted_certificate_gets_nothing(
+        tmp_path: Path, tls_service: RecordingServer) -> None:
+    config = write_config(tmp_path, url=tls_service.url)
+
+    run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
+
+    assert (run.status, run.stdout, run.stderr) == (0, FJOB, b"")
+    assert tls_service.received == []
+    assert "CERTIFICATE_VERIFY_FAILED" in filter_log(tmp_path)
 
 
 # --- what the hint says ---------------------------------------------------------------------

@@ -1,14 +1,20 @@
 """The dependency rules of STYLE.md §8 hold: import-linter contracts in setup.cfg."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
-
-from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_import_contracts_hold(monkeypatch, tmp_path):
-    monkeypatch.chdir(ROOT)
-    assert lint_imports(config_filename=str(ROOT / "setup.cfg"), cache_dir=str(tmp_path),
-                        no_logo=True) == 0
+def test_import_contracts_hold(tmp_path):
+    # In a child process: import-linter reconfigures logging, which would disable the
+    # loggers other tests capture.
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from importlinter.cli import lint_imports; "
+         f"sys.exit(lint_imports(config_filename='setup.cfg', cache_dir={str(tmp_path)!r}, "
+         "no_logo=True))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
