@@ -1,6 +1,8 @@
 """Gunicorn settings for the dynamictorque API: `gunicorn -c deploy/gunicorn.conf.py`.
 
 The API only records hints and intents; the reconciler runs as its own systemd unit.
+Its settings come from the environment (DT_DB_PATH, DT_TOKEN_FILE, ...; see dtserver/wsgi.py),
+which deploy/systemd/dtserver-api.service sets.
 """
 
 wsgi_app = "dtserver.wsgi:app"

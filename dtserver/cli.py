@@ -103,6 +103,26 @@ def reconciler_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def check_config_main(argv: Sequence[str] | None = None) -> int:
+    from dtserver.config import describe, load_settings
+
+    parser = argparse.ArgumentParser(
+        prog="dtserver-check-config",
+        description="Load dynamic_torque.conf, print the effective configuration (secrets "
+                    "masked) and its warnings; exit 2 on any error.")
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except DtError as error:
+        print(f"dtserver-check-config: {error}", file=sys.stderr)
+        return 2
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    sys.stdout.write(describe(settings))
+    return 0
+
+
 def db_main(argv: Sequence[str] | None = None) -> int:
     from dtserver.config import load_settings
     from dtserver.store.sqlite import SqliteStore, latest_version

@@ -29,6 +29,7 @@ Exit status: 0 done, 1 a command failed, 2 bad arguments or configuration.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ DEFAULT_QUEUE = "cloud"
 DEFAULT_SUBMIT_FILTER = Path("/usr/local/sbin/dynamictorque-submitfilter")
 QUEUE_EXISTS = "Queue already exists"
 NODE_EXISTS = "Node name already exists"
+# Both end up inside a qmgr -c string: no spaces, quotes or commas. TORQUE queue names
+# have at most 15 characters; a manager's host part may hold `*` wildcards.
+_QUEUE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,14}")
+_MANAGER = re.compile(r"[A-Za-z0-9_.-]+@[A-Za-z0-9*.-]+")
 
 
 class SetupError(DtError):
@@ -159,6 +164,19 @@ def _flavor(text: str) -> tuple[str, int]:
     return name, int(cores)
 
 
+def _queue_name(text: str) -> str:
+    if not _QUEUE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a queue name (a letter, then at most 14 "
+                                         f"letters, digits, '_', '.' or '-'), got {text!r}")
+    return text
+
+
+def _manager(text: str) -> str:
+    if not _MANAGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected USER@HOST, got {text!r}")
+    return text
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -177,12 +195,13 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="NAME=CORES", help="cores of a flavor the pools use (repeat)")
     parser.add_argument("--slot-np", type=_positive, metavar="N",
                         help="np of every slot, instead of the largest flavor's cores")
-    parser.add_argument("--queue", default=DEFAULT_QUEUE,
+    parser.add_argument("--queue", type=_queue_name, default=DEFAULT_QUEUE,
                         help="the queue whose jobs go to cloud nodes (default %(default)s)")
     parser.add_argument("--queue-property", action="append", default=[], metavar="PROPERTY",
                         help="node property of the queue's default neednodes (repeat); "
                              "default: the properties every pool has")
-    parser.add_argument("--manager", action="append", default=[], metavar="USER@HOST",
+    parser.add_argument("--manager", type=_manager, action="append", default=[],
+                        metavar="USER@HOST",
                         help="add a TORQUE manager, e.g. the reconciler's dynamictorque@HOST")
     parser.add_argument("--submit-filter", type=Path, default=DEFAULT_SUBMIT_FILTER,
                         help="installed submit filter, for the torque.cfg line "

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from dtserver.config import Settings
 from dtserver.model import DtError
 
 DEFAULT_DB_PATH = Path("/var/lib/dynamictorque/dt.db")
@@ -48,6 +49,14 @@ class ApiSettings:
                 f"healthz_stale_seconds must be positive, got {self.healthz_stale_seconds}")
         if self.status_events < 0:
             raise ValueError(f"status_events must not be negative, got {self.status_events}")
+
+    @classmethod
+    def from_config(cls, settings: Settings) -> ApiSettings:
+        """The API part of dynamic_torque.conf: [api] tokens and the reconciler's state dir."""
+        return cls(db_path=settings.db_path, token_file=settings.token_file,
+                   hint_token_file=settings.hint_token_file, wakeup_path=settings.wakeup_path,
+                   healthz_stale_seconds=3 * max(settings.job_poller_interval,
+                                                 settings.cloud_poller_interval))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ApiSettings:

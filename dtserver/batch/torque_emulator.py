@@ -94,6 +94,7 @@ _HIERARCHY_NOT_SENT = "Node state can not be changed until node list has been se
 _NO_NODE_LIST = ("pbsnodes: Server has no node list MSG=node list is empty - check "
                  "'server_priv/nodes' file\n")
 
+# print_qsub_usage_exit() prints "[problem]\n\n", this and one more newline (20_).
 _QSUB_USAGE = """
 usage: qsub [-a date_time] [-A account_string] [-b secs]
     [-c [ none | { enabled | periodic | shutdown |
@@ -421,7 +422,7 @@ class TorqueEmulator:
                 normalized = {key: _normalize_resource(key, value)
                               for key, value in resources.items()}
             except nodespec.RequestError as error:
-                raise EmulatorError(2, f"[qsub: illegal -l value]\n{_QSUB_USAGE}") from error
+                raise EmulatorError(2, f"[qsub: illegal -l value]\n{_QSUB_USAGE}\n") from error
             job_id = self._submit(_Submission(
                 owner=owner, queue=queue, resources=normalized, name=name, account=account,
                 array=array, runtime=runtime, hold=hold, submit_args=" ".join(words)))
@@ -979,7 +980,7 @@ class TorqueEmulator:
             resources = {key: _normalize_resource(key, value) for key, value
                          in nodespec.parse_qsub_resources(limits).items()}
         except nodespec.RequestError:
-            return 2, "", f"[qsub: illegal -l value]\n{_QSUB_USAGE}"
+            return 2, "", f"[qsub: illegal -l value]\n{_QSUB_USAGE}\n"
         runtime = DEFAULT_RUNTIME
         for variable in variables:
             key, _, text = variable.partition("=")
@@ -1802,7 +1803,7 @@ def _unsupported(what: str) -> tuple[int, str, str]:
 
 def _check_job_name(name: str) -> str | None:
     if not name or any(character.isspace() for character in name):
-        return f"[qsub: illegal -N value]\n{_QSUB_USAGE}"
+        return f"[qsub: illegal -N value]\n{_QSUB_USAGE}\n"
     return None
 
 
@@ -1810,7 +1811,7 @@ def _check_array(text: str) -> str | None:
     try:
         nodespec.parse_array_spec(text)
     except nodespec.RequestError:
-        return f"[qsub: illegal -t value]\n{_QSUB_USAGE}"
+        return f"[qsub: illegal -t value]\n{_QSUB_USAGE}\n"
     return None
 
 

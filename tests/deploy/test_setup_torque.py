@@ -162,6 +162,21 @@ def test_a_manager_is_added_as_the_reference_adds_one(tmp_path: Path) -> None:
         "qmgr", "-c", "set server managers += dynamictorque@head")
 
 
+@pytest.mark.parametrize("option", [("--queue", "cloud q"), ("--queue", "c'q"),
+                                    ("--manager", "dynamictorque"),
+                                    ("--manager", "a@b, c@d"), ("--flavor", "m1.small=0"),
+                                    ("--slot-np", "-1"), ("--queue-property", "CLOUD,GPU")])
+def test_values_that_would_break_a_qmgr_command_are_refused(
+        tmp_path: Path, option: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["-c", str(config(tmp_path)), "--dry-run", "--slot-np", "2", *option]
+    try:
+        status, _, _ = run(argv, NoCommands())
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    capsys.readouterr()
+
+
 def test_without_flavor_sizes_the_script_says_what_to_pass(tmp_path: Path) -> None:
     status, _, error = run(["-c", str(config(tmp_path)), "--dry-run",
                             "--flavor", "m1.small=2"])
