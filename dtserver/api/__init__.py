@@ -9,7 +9,7 @@ import logging
 
 from flask import Flask
 
-from dtserver.api import control, hints, jobs, metrics, nodes, status
+from dtserver.api import control, hints, jobs, metrics, nodes, openapi, status
 from dtserver.api.auth import read_token_file
 from dtserver.api.context import ApiContext, attach_context
 from dtserver.api.errors import register_error_handlers
@@ -47,6 +47,6 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     ))
     register_error_handlers(app)
     # Every endpoint is in one of these blueprints: app.url_map lists them all.
-    for blueprint in (hints.bp, status.bp, nodes.bp, control.bp, jobs.bp, metrics.bp):
+    for blueprint in (hints.bp, status.bp, nodes.bp, control.bp, jobs.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

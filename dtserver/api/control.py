@@ -138,7 +138,8 @@ def list_intents() -> dict[str, tuple[Intent, ...]]:
     return {"intents": api_context().store.intents(pending_only=_BOOLEANS[text], limit=100)}
 
 
-@bp.get("/v1/intents/<int:intent_id>")
+# SQLite integers are 64-bit: a larger id matches no route (404) instead of overflowing.
+@bp.get(f"/v1/intents/<int(max={2**63 - 1}):intent_id>")
 def show_intent(intent_id: int) -> dict[str, Any]:
     """One intent: status (pending, done, refused, failed), created, finished, message.
 

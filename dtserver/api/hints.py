@@ -30,7 +30,8 @@ _USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?")
 _QUEUE = re.compile(r"[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+(:[0-9]+)?)?")
 _HOST = re.compile(r"[A-Za-z0-9_.:-]+")
 # Tab is allowed ("#PBS\t-l ..."); other control characters never belong in these fields.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_CHARS = r"\x00-\x08\x0a-\x1f\x7f"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 
 _SHOWN_CHARS = 40
 
@@ -62,6 +63,44 @@ _LIST_FIELDS = {
     "directives": _TextList(max_items=256, max_chars=1024),
 }
 _FIELDS = frozenset(_TEXT_FIELDS) | frozenset(_LIST_FIELDS)
+
+
+# A valid hint, as the filter sends it; /v1/openapi.json shows it and tests post it.
+HINT_EXAMPLE: dict[str, Any] = {
+    "user": "alice",
+    "queue": "batch",
+    "account": "physics",
+    "resources": ["walltime=01:00:00", "nodes=2:ppn=4"],
+    "directives": ["#PBS -N sim", "#PBS -l walltime=01:00:00"],
+    "array": "1-10%2",
+    "submit_host": "login1.example.org",
+    "job_name": "sim",
+}
+
+
+def _anchored(pattern: re.Pattern[str]) -> str:
+    # JSON Schema patterns are unanchored ECMA-262 searches; ours are fullmatch()ed.
+    return f"^(?:{pattern.pattern})$"
+
+
+def hint_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of a hint body, built from the rules validate_hint applies,
+    so the OpenAPI document cannot drift from the validator. The request grammar of
+    `resources` and `array` (nodespec) is checked on top of it and answered
+    invalid_resources / invalid_array."""
+    no_control = f"^[^{_CONTROL_CHARS}]*$"
+    properties: dict[str, Any] = {}
+    for name, rule in _TEXT_FIELDS.items():
+        properties[name] = {"type": "string" if rule.required else ["string", "null"],
+                            "maxLength": rule.max_chars,
+                            "pattern": _anchored(rule.pattern) if rule.pattern else no_control}
+    for name, items in _LIST_FIELDS.items():
+        properties[name] = {"type": "array", "maxItems": items.max_items,
+                            "items": {"type": "string", "maxLength": items.max_chars,
+                                      "pattern": no_control}}
+    required = [name for name, rule in _TEXT_FIELDS.items() if rule.required]
+    return {"type": "object", "properties": properties, "required": required,
+            "additionalProperties": False}
 
 
 def _shown(text: str) -> str:

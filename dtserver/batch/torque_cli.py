@@ -23,6 +23,7 @@ import argparse
 import fcntl
 import getopt
 import json
+import logging
 import os
 import re
 import subprocess
@@ -38,6 +39,8 @@ from dtserver.batch.torque_commands import CommandResult
 from dtserver.batch.torque_emulator import TorqueEmulator, split_qsub_arguments
 from dtserver.clock import FakeClock, SystemClock
 from dtserver.model import DtError
+
+log = logging.getLogger(__name__)
 
 HOME_VARIABLE = "DT_TORQUE_EMULATOR_HOME"
 CONTROL_COMMAND = "dt-torque-emulator"
@@ -128,6 +131,7 @@ def init_home(home: EmulatorHome, *, simulated_start: datetime | None = None,
         emulator = _new_emulator(document, clock)
         _save(home, document, Server(emulator, clock))
     _write_config(home, submit_filter)
+    log.info("emulator home created path=%s simulated_start=%s", home.path, simulated_start)
 
 
 @contextmanager
@@ -188,8 +192,8 @@ def _save(home: EmulatorHome, document: dict[str, Any], server: Server) -> None:
                 "clock": server.clock.now().isoformat() if server.clock else None}
     descriptor, temporary = tempfile.mkstemp(prefix=f".{STATE_FILE}.", dir=home.path)
     try:
-        os.fchmod(descriptor, 0o644)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o644)     # mkstemp's 0600 would shut out other users
             json.dump(document, handle, separators=(",", ":"))
             handle.flush()
             os.fsync(handle.fileno())
@@ -262,6 +266,7 @@ def run_submit_filter(submit_filter: str, args: Sequence[str], script: bytes) ->
         completed = subprocess.run(
             ["sh", "-c", f"{filter_command(submit_filter, args)} >{output}"],
             executable="/bin/sh", input=script, check=False)
+        log.info("submit filter done filter=%s status=%d", submit_filter, completed.returncode)
         return FilterOutcome(completed.returncode, Path(output).read_bytes())
     finally:
         os.unlink(output)
