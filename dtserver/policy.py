@@ -63,6 +63,9 @@ class Policy:
     backoff_cap: timedelta = timedelta(seconds=1800)
     max_boot_failures: int = 5                        # consecutive, then the pool stops
     drain_note_prefix: str = "dynamictorque:"
+    # False: a job of more than one core is planned onto nodes no other job shares, as
+    # Dynamic Torque did (the simulator compares against it).
+    pack_multicore: bool = True
 
     def pool(self, name: str) -> Pool | None:
         return next((pool for pool in self.pools if pool.name == name), None)

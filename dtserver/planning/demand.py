@@ -30,16 +30,14 @@ class Demand:
     key: str                       # job id, or "hint:<id>#<n>"
     created: datetime
     pools: list[Pool]
-    slices: list[Shape]            # sorted largest first
+    slices: tuple[Shape, ...]      # sorted largest first
     distinct: bool
+    cores: int
     job_id: str | None = None
 
     @property
     def size(self) -> Shape:
         return self.slices[0]
-
-    def __post_init__(self) -> None:
-        self.cores = sum(shape[0] for shape in self.slices)
 
 
 @dataclass
@@ -52,6 +50,8 @@ class Bin:
     label: str                     # "idle", "booting", "new", ...
     flavor: Flavor | None = None   # set for bins planned this pass
     members: set[str] = field(default_factory=set)
+    busy: bool = False             # TORQUE already runs jobs on it
+    sealed: bool = False           # holds a job that shares its node with none
 
     def put(self, shape: Shape, demand: Demand) -> None:
         self.cores -= shape[0]
@@ -64,6 +64,7 @@ class Bin:
         self.mem_mb += shape[1]
         self.gpus += shape[2]
         self.members.discard(demand.key)
+        self.sealed = self.sealed and bool(self.members)
 
 
 @dataclass
@@ -105,11 +106,12 @@ def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy
     return live, expired
 
 
-def _slices(request: Request) -> tuple[list[Shape], bool]:
-    shapes = [(chunk.cores, chunk.mem_mb, chunk.gpus)
-              for chunk in request.chunks for _ in range(chunk.count)]
-    shapes.sort(reverse=True)
-    return shapes, len(shapes) > 1 and any(chunk.distinct for chunk in request.chunks)
+def _slices(request: Request) -> tuple[tuple[Shape, ...], bool, int]:
+    """Node-slices largest first, whether they need distinct nodes, and total cores."""
+    shapes = sorted(((chunk.cores, chunk.mem_mb, chunk.gpus)
+                     for chunk in request.chunks for _ in range(chunk.count)), reverse=True)
+    distinct = len(shapes) > 1 and any(chunk.distinct for chunk in request.chunks)
+    return tuple(shapes), distinct, sum(shape[0] for shape in shapes)
 
 
 def _fits_flavor(shape: Shape, flavor: Flavor) -> bool:
@@ -121,14 +123,22 @@ class _Eligibility:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        # Keyed by id(): the parser hands alike specs the same Request object, and every
+        # request outlives this pass (the snapshot holds it), so ids are not reused.
         self._known: dict[tuple, tuple[list[Pool], str]] = {}
+        self._shapes: dict[int, tuple[tuple[Shape, ...], bool, int]] = {}
 
     def pools_for(self, queue: str | None, account: str | None,
                   request: Request) -> tuple[list[Pool], str]:
-        key = (queue, account, request.chunks)
+        key = (queue, account, id(request))
         if key not in self._known:
             self._known[key] = self._pools_for(queue, account, request)
         return self._known[key]
+
+    def shapes(self, request: Request) -> tuple[tuple[Shape, ...], bool, int]:
+        if id(request) not in self._shapes:
+            self._shapes[id(request)] = _slices(request)
+        return self._shapes[id(request)]
 
     def _pools_for(self, queue: str | None, account: str | None,
                    request: Request) -> tuple[list[Pool], str]:
@@ -181,8 +191,8 @@ def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
     pools, why = eligibility.pools_for(job.queue, job.account, job.request)
     if not pools:
         return None, JobVerdict(job.id, "unservable", why)
-    slices, distinct = _slices(job.request)
-    return Demand(job.id, job.created, pools, slices, distinct, job_id=job.id), None
+    slices, distinct, cores = eligibility.shapes(job.request)
+    return Demand(job.id, job.created, pools, slices, distinct, cores, job_id=job.id), None
 
 
 def _hint_demands(hint: DemandHint, count: int, eligibility: _Eligibility) -> list[Demand]:
@@ -191,8 +201,8 @@ def _hint_demands(hint: DemandHint, count: int, eligibility: _Eligibility) -> li
         return []
     if hint.request.array and hint.request.array.slot_limit is not None:
         count = min(count, hint.request.array.slot_limit)
-    slices, distinct = _slices(hint.request)
-    return [Demand(f"hint:{hint.id}#{index}", hint.received, pools, slices, distinct)
+    slices, distinct, cores = eligibility.shapes(hint.request)
+    return [Demand(f"hint:{hint.id}#{index}", hint.received, pools, slices, distinct, cores)
             for index in range(count)]
 
 
@@ -221,7 +231,7 @@ def existing_bins(snapshot: Snapshot, policy: Policy,
             continue
         share = max(flavor.cores - used, 0)
         bins.append(Bin(record.hostname, pool, share, flavor.mem_mb * share // flavor.cores,
-                        flavor.gpus if used == 0 else 0, label))
+                        flavor.gpus if used == 0 else 0, label, busy=used > 0))
     return bins
 
 
@@ -243,6 +253,7 @@ class _Packer:
         self.scan_from: dict[str, dict[Shape, int]] = {pool.name: {} for pool in policy.pools}
         self.smallest = {pool.name: min(pool.flavors, key=lambda f: (f.cores, f.mem_mb, f.gpus))
                          for pool in policy.pools}
+        self.pack_multicore = policy.pack_multicore
 
     def place(self, demand: Demand, pool: Pool, position: int
               ) -> tuple[list[Bin] | None, str]:
@@ -250,14 +261,17 @@ class _Packer:
         length_before = len(bins)
         placed: list[tuple[Bin, int, Shape]] = []
         refusal = ""
+        exclusive = not self.pack_multicore and sum(shape[0] for shape in demand.slices) > 1
         for index, shape in enumerate(demand.slices):
-            found = self._first_fit(bins, shape, demand, pool.name)
+            found = (self._first_empty(bins, shape) if exclusive
+                     else self._first_fit(bins, shape, demand, pool.name))
             if found is None:
                 refusal = self._open_bin(pool, demand, index, position)
                 if refusal:
                     break
                 found = len(bins) - 1
             bins[found].put(shape, demand)
+            bins[found].sealed = exclusive
             placed.append((bins[found], found, shape))
         else:
             return [bin_ for bin_, _, _ in placed], ""
@@ -309,7 +323,8 @@ class _Packer:
         roomless_prefix = True
         for index in range(start, len(bins)):
             bin_ = bins[index]
-            if cores <= bin_.cores and mem_mb <= bin_.mem_mb and gpus <= bin_.gpus:
+            if cores <= bin_.cores and mem_mb <= bin_.mem_mb and gpus <= bin_.gpus \
+                    and not bin_.sealed:
                 if not (demand.distinct and demand.key in bin_.members):
                     scans[shape] = start
                     return index
@@ -318,6 +333,14 @@ class _Packer:
                 start = index + 1
         scans[shape] = start
         return None
+
+    @staticmethod
+    def _first_empty(bins: list[Bin], shape: Shape) -> int | None:
+        """A bin nothing runs on or is planned onto (Policy.pack_multicore off)."""
+        cores, mem_mb, gpus = shape
+        return next((index for index, bin_ in enumerate(bins)
+                     if not bin_.members and not bin_.busy and cores <= bin_.cores
+                     and mem_mb <= bin_.mem_mb and gpus <= bin_.gpus), None)
 
     def _rank_flavors(self, pool: Pool, demand: Demand, index: int,
                       position: int) -> list[Flavor]:
@@ -383,7 +406,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
     # place stays placeless for the rest of the pass: 100k alike jobs cost one try each.
     placeless: dict[tuple, str] = {}
     for demand in demands:
-        signature = (id(demand.pools), tuple(demand.slices), demand.distinct)
+        signature = (id(demand.pools), demand.slices, demand.distinct)
         if signature in placeless:
             if demand.job_id is not None:
                 verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",

@@ -1,5 +1,5 @@
 """A whole emulated cluster driven pass by pass, with the safety invariants of DESIGN.md §4
-checked against the world itself (TORQUE emulator and FakeNova), not against our records."""
+checked against the world itself (dtserver.sim.world, shared with the simulator)."""
 from __future__ import annotations
 
 import itertools
@@ -11,14 +11,14 @@ from dtserver.batch.torque import TorqueBatch
 from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world
 from dtserver.clock import FakeClock
 from dtserver.cloud.nova import NovaCloud
-from dtserver.model import NodeEvent, NodeState
+from dtserver.model import NodeEvent
 from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
+from dtserver.sim.world import InvariantWatch, live_servers, owned_servers
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0
 
 CLUSTER = "scenario"
-OWNER_KEY = "dynamictorque:cluster"
 
 
 def scenario_policy(**overrides) -> Policy:
@@ -45,8 +45,7 @@ class Cluster:
         self.store = SqliteStore(self.path / "dt.db")
         self.node_events: list[NodeEvent] = []
         self.reconciler = self.new_reconciler()
-        self.running_before: set[str] = set()
-        self.requeued: list[str] = []
+        self.watch = InvariantWatch(self.world, self.store, self.policy, CLUSTER)
         self.reports: list[Report] = []
         # The first pass registers the node slots: qsub refuses `-l nodes=` jobs before.
         self.reports.append(self.reconciler.run_once())
@@ -77,47 +76,20 @@ class Cluster:
 
     # -- what the world says -----------------------------------------------------------------
     def our_servers(self) -> list:
-        return [server for server in self.world.nova.peek()
-                if server.metadata.get(OWNER_KEY) == CLUSTER]
+        return owned_servers(self.world.nova, CLUSTER)
 
     def live_servers(self) -> list:
-        return [server for server in self.our_servers()
-                if getattr(server, "OS-EXT-STS:task_state", None) != "deleting"]
+        return live_servers(self.world.nova, CLUSTER)
 
     def jobs(self):
         return self.world.emulator.jobs()
 
     # -- DESIGN.md §4, at every step --------------------------------------------------------
     def check_invariants(self) -> None:
-        emulator = self.world.emulator
-        jobs = {job.id: job for job in emulator.jobs()}
-        running = {job_id for job_id, job in jobs.items() if job.state == "R"}
-        # 1. a running job is never killed: it runs on, or completes with exit status 0.
-        for job_id in self.running_before - running:
-            job = jobs.get(job_id)
-            if job is None:
-                continue   # purged after keep_completed
-            assert job.state == "C" and job.exit_status == 0, \
-                f"job {job_id} was killed or requeued: {job}"
-        self.running_before = running
-        # 4. limits hold, launches in flight included.
-        live = self.live_servers()
-        cores = sum(int(server.flavor["vcpus"]) for server in live)
-        for pool in self.policy.pools:
-            assert len(live) <= pool.max_nodes, f"{len(live)} servers > max_nodes"
-        if self.policy.max_cores is not None:
-            assert cores <= self.policy.max_cores, f"{cores} cores > max_cores"
-        # a slot without a live record is an empty placeholder no job can be scheduled on
-        records = {record.hostname: record for record in self.store.records()}
-        for node in emulator.nodes():
-            if node.name.startswith("vnode-") and node.name not in records:
-                assert not node.jobs, f"jobs on unused slot {node.name}: {node.jobs}"
-                assert "down" in node.state or "offline" in node.state, \
-                    f"unused slot {node.name} is schedulable: {node.state}"
+        problems = self.watch.violations()
+        assert not problems, problems
 
     def assert_nothing_leaked(self) -> None:
         """2. every instance we created is found again: none left once all is drained."""
-        assert self.live_servers() == [], [server.name for server in self.live_servers()]
-        live_records = [record for record in self.store.records()
-                        if record.state is not NodeState.DELETED]
-        assert live_records == [], live_records
+        left = self.watch.leftovers()
+        assert left == [], left

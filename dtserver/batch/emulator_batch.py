@@ -1,0 +1,171 @@
+"""EmulatorBatch: the Batch port read straight from a TorqueEmulator's state.
+
+TorqueBatch over the emulator renders `qstat -x` and `pbsnodes -x` as XML and parses it
+back on every pass; over a year of trace replay that round trip is most of the cost. This
+adapter builds the same Job and Node values directly from the emulator's state (a contract
+test holds it to TorqueBatch's answers on the same emulator) and keeps the values of jobs
+and nodes that did not change since the last read. Changes still go through TorqueBatch,
+as commands, so the emulator's rules for qmgr and pbsnodes apply unchanged.
+
+It reads the emulator's private state on purpose: it is the emulator's sibling and exists
+only to make that state cheap to observe. The simulator also asks it when each job ran.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dtserver import nodespec
+from dtserver.batch import BatchUnavailable
+from dtserver.batch.torque import TorqueBatch
+from dtserver.batch.torque_emulator import TorqueEmulator
+from dtserver.batch.torque_commands import Runner
+from dtserver.model import Job, JobState, Node, Request
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_JOB_STATES = {state.value: state for state in JobState}
+
+
+class EmulatorBatch:
+    def __init__(self, emulator: TorqueEmulator, *, runner: Runner | None = None,
+                 queues: frozenset[str] = frozenset()) -> None:
+        """`runner` carries the commands (default: the emulator itself, unlocked)."""
+        self._emulator = emulator
+        self._queues = frozenset(queues)
+        self._commands = TorqueBatch(runner or emulator, queues=self._queues)
+        self._jobs: dict[str, tuple[tuple[Any, ...], Job]] = {}
+        self._nodes: dict[str, tuple[tuple[Any, ...], Node]] = {}
+        self._requests: dict[tuple[tuple[str, str], ...],
+                             tuple[Request | None, str | None]] = {}
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def jobs(self) -> tuple[Job, ...]:
+        """What TorqueBatch.jobs() returns over the same emulator (`qstat -x -t`)."""
+        emulator = self._emulator
+        with emulator._lock:
+            emulator.advance()
+            state = emulator._state
+            if state.server_down:
+                raise BatchUnavailable("qstat: cannot connect to server (emulated outage)")
+            entries = state.jobs
+            cache = self._jobs
+            fresh: dict[str, tuple[tuple[Any, ...], Job]] = {}
+            jobs: list[Job] = []
+            for entry in entries.values():
+                if entry.children or (self._queues and entry.queue not in self._queues):
+                    continue
+                key = (entry.mtime, entry.state, entry.comment, len(entry.exec_slots),
+                       entry.hold_types)
+                cached = cache.get(entry.id)
+                job = cached[1] if cached is not None and cached[0] == key else self._job(entry)
+                fresh[entry.id] = (key, job)
+                jobs.append(job)
+            self._jobs = fresh
+            return tuple(jobs)
+
+    def nodes(self) -> tuple[Node, ...]:
+        """What TorqueBatch.nodes() returns over the same emulator (`pbsnodes -x`)."""
+        emulator = self._emulator
+        with emulator._lock:
+            emulator.advance()
+            state = emulator._state
+            if state.server_down:
+                raise BatchUnavailable("pbsnodes: cannot connect to server (emulated outage)")
+            cache = self._nodes
+            fresh: dict[str, tuple[tuple[Any, ...], Node]] = {}
+            nodes: list[Node] = []
+            for entry in state.nodes.values():
+                key = (entry.serial, entry.np, entry.down, entry.offline, entry.list_not_sent,
+                       entry.note, entry.reported_at is None, entry.status_ncpus,
+                       tuple(entry.properties), tuple(entry.slots.items()))
+                cached = cache.get(entry.name)
+                node = cached[1] if cached is not None and cached[0] == key else _node(entry)
+                fresh[entry.name] = (key, node)
+                nodes.append(node)
+            self._nodes = fresh
+            return tuple(nodes)
+
+    def run_times(self, job_id: str) -> tuple[datetime, datetime | None, tuple[str, ...]] | None:
+        """When `job_id` started and completed (None while running) and its hosts; None
+        while it has not started or once the server has purged it."""
+        emulator = self._emulator
+        with emulator._lock:
+            emulator.advance()
+            entry = emulator._state.jobs.get(job_id)
+            if entry is None or entry.start_time is None:
+                return None
+            end = None if entry.comp_time is None else _time(entry.comp_time)
+            return (_time(entry.start_time), end,
+                    tuple(dict.fromkeys(name for name, _ in entry.exec_slots)))
+
+    # --- changes: the same commands TorqueBatch sends ---------------------------------------
+
+    def register_slot(self, hostname: str, np: int, properties: frozenset[str], note: str) -> None:
+        self._commands.register_slot(hostname, np, properties, note)
+
+    def join_node(self, hostname: str, address: str, np: int, properties: frozenset[str]) -> None:
+        self._commands.join_node(hostname, address, np, properties)
+
+    def offline_node(self, hostname: str, note: str) -> None:
+        self._commands.offline_node(hostname, note)
+
+    def clear_node(self, hostname: str) -> None:
+        self._commands.clear_node(hostname)
+
+    def release_node(self, hostname: str, np: int, properties: frozenset[str], note: str) -> None:
+        self._commands.release_node(hostname, np, properties, note)
+
+    def poke_scheduler(self) -> None:
+        self._commands.poke_scheduler()
+
+    # --- value builders ---------------------------------------------------------------------
+
+    def _job(self, entry: Any) -> Job:
+        state = self._emulator._state
+        letter = entry.state
+        if entry.children:
+            letters = {state.jobs[child].state for child in entry.children}
+            letter = next((item for item in ("R", "Q", "H") if item in letters), "C")
+        resources = dict(entry.resources)
+        request, error = self._request(resources, entry.array_request)
+        return Job(
+            id=entry.id, owner=entry.owner, queue=entry.queue, state=_JOB_STATES[letter],
+            # qstat prints whole seconds
+            created=_time(int(entry.ctime)),
+            request=request, resources=resources, account=entry.account or None,
+            exec_hosts=tuple(dict.fromkeys(name for name, _ in entry.exec_slots)),
+            # qstat shows Hold_Types only for jobs that are not array subjobs
+            hold_types=(entry.hold_types or "n") if entry.parent is None else "n",
+            comment=entry.comment or None, request_error=error)
+
+    def _request(self, resources: dict[str, str],
+                 array: str | None) -> tuple[Request | None, str | None]:
+        key = (*sorted(resources.items()), ("", array or ""))
+        known = self._requests.get(key)
+        if known is None:
+            try:
+                known = nodespec.parse_resource_list(resources, array=array or None), None
+            except nodespec.RequestError as error:
+                known = None, str(error)
+            self._requests[key] = known
+        return known
+
+
+def _node(entry: Any) -> Node:
+    flags = [flag for flag, on in (("down", entry.down), ("offline", entry.offline),
+                                   ("MOM-list-not-sent", entry.list_not_sent)) if on]
+    if not flags:
+        flags = ["job-exclusive" if entry.slots and len(entry.slots) >= entry.np else "free"]
+    slots = entry.slots
+    reported = entry.reported_at is not None
+    return Node(
+        name=entry.name, states=frozenset(flags), np=entry.np,
+        properties=frozenset(entry.properties),
+        jobs=tuple(dict.fromkeys(slots[core] for core in sorted(slots))),
+        used_cores=len(slots), note=entry.note or None, has_reported=reported,
+        ncpus=entry.status_ncpus if reported else None)
+
+
+def _time(epoch: float) -> datetime:
+    return _EPOCH + timedelta(seconds=epoch)

@@ -1,0 +1,154 @@
+"""MemoryStore: the Store protocol in plain dicts, for simulations.
+
+A simulated year is hundreds of thousands of passes and nothing of it has to survive the
+process, so the reconciler's memory can live in RAM. It behaves as SqliteStore does
+(tests/sim/test_memstore.py runs both through the same calls); it keeps no history of
+plans and passes beyond the last one, and at most `max_events` events.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import fields, replace
+from datetime import datetime
+from typing import Any, Mapping
+
+from dtserver.model import DrainKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth
+from dtserver.store import Event, PassReport, RecordNotFound, StoredHint, StoreError
+
+_RECORD_FIELDS = frozenset(field.name for field in fields(NodeRecord))
+
+
+class MemoryStore:
+    def __init__(self, *, max_events: int = 1000) -> None:
+        if max_events < 1:
+            raise ValueError(f"max_events must be at least 1, not {max_events}")
+        self._records: dict[str, NodeRecord] = {}
+        self._live: dict[str, NodeRecord] = {}       # records not DELETED
+        self._hints: dict[int, StoredHint] = {}
+        self._intents: dict[int, Intent] = {}
+        self._health: dict[str, PoolHealth] = {}
+        self._events: deque[Event] = deque(maxlen=max_events)
+        self._ids = itertools.count(1)
+        self._sleeping = False
+        self._plan: tuple[datetime, Mapping[str, Any]] | None = None
+        self._pass: PassReport | None = None
+
+    # node records --------------------------------------------------------------
+    def insert_record(self, record: NodeRecord) -> None:
+        if record.id in self._records:
+            raise StoreError(f"node record exists id={record.id}")
+        self._keep(record)
+
+    def update_record(self, record_id: str, **changes: Any) -> NodeRecord:
+        unknown = sorted(set(changes) - _RECORD_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown NodeRecord fields: {', '.join(unknown)}")
+        if "id" in changes:
+            raise ValueError("the id of a node record never changes")
+        record = self.record(record_id)
+        if "state" in changes:
+            changes["state"] = NodeState(changes["state"])
+        if changes.get("drain") is not None:
+            changes["drain"] = DrainKind(changes["drain"])
+        updated = replace(record, **changes)
+        self._keep(updated)
+        return updated
+
+    def record(self, record_id: str) -> NodeRecord:
+        record = self._records.get(record_id)
+        if record is None:
+            raise RecordNotFound(f"no node record id={record_id}")
+        return record
+
+    def records(self, *, include_deleted: bool = False) -> tuple[NodeRecord, ...]:
+        chosen = self._records if include_deleted else self._live
+        return tuple(sorted(chosen.values(), key=lambda record: (record.created, record.id)))
+
+    def _keep(self, record: NodeRecord) -> None:
+        self._records[record.id] = record
+        if record.state is NodeState.DELETED:
+            self._live.pop(record.id, None)
+        else:
+            self._live[record.id] = record
+
+    # hints ---------------------------------------------------------------------
+    def add_hint(self, received: datetime, payload: Mapping[str, Any]) -> int:
+        hint_id = next(self._ids)
+        self._hints[hint_id] = StoredHint(hint_id, received, dict(payload))
+        return hint_id
+
+    def hints(self) -> tuple[StoredHint, ...]:
+        return tuple(self._hints.values())
+
+    def delete_hints(self, hint_ids: list[int]) -> None:
+        for hint_id in hint_ids:
+            self._hints.pop(hint_id, None)
+
+    # intents -------------------------------------------------------------------
+    def add_intent(self, kind: IntentKind, target: str | None, now: datetime) -> Intent:
+        intent = Intent(id=next(self._ids), kind=IntentKind(kind), created=now, target=target)
+        self._intents[intent.id] = intent
+        return intent
+
+    def intent(self, intent_id: int) -> Intent:
+        intent = self._intents.get(intent_id)
+        if intent is None:
+            raise RecordNotFound(f"no intent id={intent_id}")
+        return intent
+
+    def intents(self, *, pending_only: bool = False, limit: int = 100) -> tuple[Intent, ...]:
+        _check_limit(limit)
+        if pending_only:
+            pending = [intent for intent in self._intents.values()
+                       if intent.status is IntentStatus.PENDING]
+            return tuple(pending[:limit])
+        return tuple(list(self._intents.values())[-limit:]) if limit else ()
+
+    def complete_intent(self, intent_id: int, status: IntentStatus, message: str,
+                        now: datetime) -> None:
+        status = IntentStatus(status)
+        if status is IntentStatus.PENDING:
+            raise ValueError("an intent completes as done, refused or failed, not pending")
+        intent = self.intent(intent_id)
+        self._intents[intent_id] = replace(intent, status=status, message=message,
+                                           finished=now)
+
+    # flags, pool health --------------------------------------------------------
+    def set_sleeping(self, sleeping: bool, now: datetime) -> None:
+        self._sleeping = sleeping
+
+    def is_sleeping(self) -> bool:
+        return self._sleeping
+
+    def pool_health(self) -> dict[str, PoolHealth]:
+        return dict(sorted(self._health.items()))
+
+    def save_pool_health(self, health: PoolHealth) -> None:
+        self._health[health.pool] = health
+
+    # history -------------------------------------------------------------------
+    def add_event(self, time: datetime, kind: str, message: str, *,
+                  hostname: str | None = None, pool: str | None = None) -> None:
+        self._events.append(Event(next(self._ids), time, kind, message, hostname, pool))
+
+    def events(self, limit: int = 50) -> tuple[Event, ...]:
+        _check_limit(limit)
+        return tuple(itertools.islice(reversed(self._events), limit))
+
+    def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
+        self._plan = (time, plan)
+
+    def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None:
+        return self._plan
+
+    def save_pass(self, report: PassReport) -> None:
+        self._pass = report
+
+    def last_pass(self) -> PassReport | None:
+        return self._pass
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, not {limit}")
