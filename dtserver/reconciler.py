@@ -159,8 +159,11 @@ class Reconciler:
                 message = self.apply(action, now)
             except (BatchError, CloudError) as error:
                 log.warning("action failed action=%s error=%s", action, error)
-                self.store.add_event(now, "failure", f"{name}: {error}",
-                                     hostname=getattr(action, "hostname", None))
+                self.store.add_event(
+                    now, "failure", f"{name}: {error}",
+                    hostname=getattr(action, "hostname", None),
+                    pool=getattr(action, "pool", None),
+                    error_kind=error.kind if isinstance(error, CloudError) else ErrorKind.OTHER)
                 if record_id is not None:
                     broken.add(record_id)
                 yield Outcome(name, False, str(error))
@@ -282,7 +285,8 @@ class Reconciler:
         self._set_state(action.record_id, action.state, action.reason, now, **changes)
         if action.failure is not None:
             self._pool_failed(before.pool, action.failure, action.reason, now)
-            self._event(now, "failure", f"{before.hostname}: {action.reason}", before.id)
+            self._event(now, "failure", f"{before.hostname}: {action.reason}", before.id,
+                        error_kind=action.failure)
             self._notify("capacity_error" if action.failure is ErrorKind.CAPACITY
                          else "boot_failed", before, reason=action.reason)
         elif before.state is NodeState.REGISTERED and action.state in (NodeState.IDLE,
@@ -321,11 +325,11 @@ class Reconciler:
                                                 backoff_until=None))
 
     def _event(self, now: datetime, kind: str, message: str, record_id: str, *,
-               pool: str | None = None) -> None:
+               pool: str | None = None, error_kind: ErrorKind | None = None) -> None:
         record = self.store.record(record_id)
         log.info("%s host=%s %s", kind, record.hostname, message)
         self.store.add_event(now, kind, message, hostname=record.hostname,
-                             pool=pool or record.pool)
+                             pool=pool or record.pool, error_kind=error_kind)
 
     # -- loop ------------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, *, interval: float,

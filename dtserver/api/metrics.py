@@ -161,11 +161,13 @@ def durations_to_drain(records: Sequence[NodeRecord], events: Iterable[Event]
 def history_metrics(records: Sequence[NodeRecord], events: Sequence[Event]) -> Iterator[Metric]:
     failures = GaugeMetricFamily(
         f"{PREFIX}_failure_events",
-        f"Failure events in the retained history (last {EVENT_SCAN} events) by pool",
-        labels=["pool"])
-    for pool, count in sorted(Counter(event.pool or "" for event in events
-                                      if event.kind == "failure").items()):
-        failures.add_metric([pool], count)
+        f"Failure events in the retained history (last {EVENT_SCAN} events) by pool and "
+        "error class",
+        labels=["pool", "error_class"])
+    for (pool, error_class), count in sorted(Counter(
+            (event.pool or "", event.error_kind.value if event.error_kind else "other")
+            for event in events if event.kind == "failure").items()):
+        failures.add_metric([pool, error_class], count)
     yield failures
     yield _histogram(f"{PREFIX}_time_to_ready_seconds",
                      "Launch to ready (mom reporting), over the retained event history",

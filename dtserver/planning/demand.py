@@ -261,7 +261,7 @@ class _Packer:
         length_before = len(bins)
         placed: list[tuple[Bin, int, Shape]] = []
         refusal = ""
-        exclusive = not self.pack_multicore and sum(shape[0] for shape in demand.slices) > 1
+        exclusive = not self.pack_multicore and demand.cores > 1
         for index, shape in enumerate(demand.slices):
             found = (self._first_empty(bins, shape) if exclusive
                      else self._first_fit(bins, shape, demand, pool.name))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Protocol
 
-from dtserver.model import DtError, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth
+from dtserver.model import (
+    DtError, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth)
 
 
 class StoreError(DtError):
@@ -38,6 +39,7 @@ class Event:
     message: str
     hostname: str | None = None
     pool: str | None = None
+    error_kind: ErrorKind | None = None   # the class of a "failure" event
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class Store(Protocol):
 
     # history -------------------------------------------------------------------
     def add_event(self, time: datetime, kind: str, message: str, *,
-                  hostname: str | None = None, pool: str | None = None) -> None: ...
+                  hostname: str | None = None, pool: str | None = None,
+                  error_kind: ErrorKind | None = None) -> None: ...
 
     def events(self, limit: int = 50) -> tuple[Event, ...]:
         """Newest first."""

@@ -353,11 +353,13 @@ class SqliteStore:
 
     # history -------------------------------------------------------------------
     def add_event(self, time: datetime, kind: str, message: str, *,
-                  hostname: str | None = None, pool: str | None = None) -> None:
-        params = (_encode_time(time), kind, message, hostname, pool)
+                  hostname: str | None = None, pool: str | None = None,
+                  error_kind: ErrorKind | None = None) -> None:
+        params = (_encode_time(time), kind, message, hostname, pool,
+                  None if error_kind is None else error_kind.value)
         with self._write() as conn:
-            cursor = conn.execute("INSERT INTO events (time, kind, message, hostname, pool) "
-                                  "VALUES (?, ?, ?, ?, ?)", params)
+            cursor = conn.execute("INSERT INTO events (time, kind, message, hostname, pool, "
+                                  "error_kind) VALUES (?, ?, ?, ?, ?, ?)", params)
             # A range delete on the primary key: usually one row, never a scan.
             conn.execute("DELETE FROM events WHERE id <= ?", (_rowid(cursor) - self.max_events,))
 
@@ -365,11 +367,12 @@ class SqliteStore:
         """Newest first."""
         _check_limit(limit)
         with self._connection() as conn:
-            rows = conn.execute("SELECT id, time, kind, message, hostname, pool FROM events "
-                                "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = conn.execute("SELECT id, time, kind, message, hostname, pool, error_kind "
+                                "FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return tuple(Event(id=event_id, time=_decode_time(time), kind=kind, message=message,
-                           hostname=hostname, pool=pool)
-                     for event_id, time, kind, message, hostname, pool in rows)
+                           hostname=hostname, pool=pool,
+                           error_kind=None if error_kind is None else ErrorKind(error_kind))
+                     for event_id, time, kind, message, hostname, pool, error_kind in rows)
 
     def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
         """The last plan as JSON-ready data (for /v1/plan and `dtadmin why`)."""

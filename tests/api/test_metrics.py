@@ -150,8 +150,12 @@ def test_reconciler_pass_duration_and_last_success(client: FlaskClient,
 
 def test_failures_by_pool_and_the_error_class_of_the_current_streak(
         client: FlaskClient, store: SqliteStore, clock: FakeClock) -> None:
-    store.add_event(T0, "failure", "gpu-001: boot timeout", hostname="gpu-001", pool="gpu")
-    store.add_event(T0, "failure", "gpu-002: instance ERROR", hostname="gpu-002", pool="gpu")
+    store.add_event(T0, "failure", "gpu-001: boot timeout", hostname="gpu-001", pool="gpu",
+                    error_kind=ErrorKind.BOOT)
+    store.add_event(T0, "failure", "gpu-002: instance ERROR", hostname="gpu-002", pool="gpu",
+                    error_kind=ErrorKind.BOOT)
+    store.add_event(T0, "failure", "gpu-003: No valid host", hostname="gpu-003", pool="gpu",
+                    error_kind=ErrorKind.CAPACITY)
     store.add_event(T0, "failure", "LaunchInstance: quota exceeded")
     store.add_event(T0, "launch", "cloud-001 launching", hostname="cloud-001", pool="cloud")
     store.save_pool_health(PoolHealth("gpu", consecutive_failures=2, last_error=ErrorKind.BOOT,
@@ -160,8 +164,10 @@ def test_failures_by_pool_and_the_error_class_of_the_current_streak(
 
     samples = scrape(client)
 
-    assert value(samples, "dynamictorque_failure_events", pool="gpu") == 2
-    assert value(samples, "dynamictorque_failure_events", pool="") == 1
+    assert value(samples, "dynamictorque_failure_events", pool="gpu", error_class="boot") == 2
+    assert value(samples, "dynamictorque_failure_events", pool="gpu",
+                 error_class="capacity") == 1
+    assert value(samples, "dynamictorque_failure_events", pool="", error_class="other") == 1
     assert value(samples, "dynamictorque_pool_consecutive_failures", pool="gpu",
                  error_class="boot") == 2
     assert value(samples, "dynamictorque_pool_backoff_seconds", pool="gpu") == 100

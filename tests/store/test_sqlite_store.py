@@ -7,6 +7,7 @@ import multiprocessing.synchronize
 import sqlite3
 import threading
 from dataclasses import fields, replace
+from importlib import resources
 from datetime import timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -322,6 +323,26 @@ def test_events_come_back_newest_first_up_to_the_limit(store):
     assert events[0].pool == "cloud" and events[0].hostname is None
     assert events[1].time == T0 + timedelta(seconds=1)
     assert len(store.events()) == 3
+
+
+def test_failure_events_keep_their_error_class(store):
+    store.add_event(T0, "failure", "quota exceeded", pool="cloud", error_kind=ErrorKind.CAPACITY)
+    store.add_event(T0, "launch", "launch requested", pool="cloud")
+    launch, failure = store.events()
+    assert failure.error_kind is ErrorKind.CAPACITY and launch.error_kind is None
+
+
+def test_a_version_1_database_is_migrated_keeping_its_events(db_path):
+    script = (resources.files("dtserver.store") / "migrations" / "0001_init.sql").read_text()
+    with sqlite3.connect(db_path) as raw:
+        raw.executescript(script)
+        raw.execute("INSERT INTO events (time, kind, message) VALUES "
+                    "('2026-11-25T12:00:00.000000+00:00', 'launch', 'old event')")
+        raw.execute("PRAGMA user_version = 1")
+    with SqliteStore(db_path) as migrated:
+        [old] = migrated.events()
+        assert old.message == "old event" and old.error_kind is None
+    assert user_version(db_path) == latest_version() >= 2
 
 
 def test_event_history_is_bounded(db_path):

@@ -1,0 +1,448 @@
+"""Replay a workload on the emulated cluster with the real reconciler, event by event.
+
+The world is bootstrap's fake one (TorqueEmulator and FakeNova on one FakeClock); the
+reconciler and planner are the production ones. The clock jumps from event to event and
+never ticks: a stop is a job arrival, or a poll tick (every `poll_interval`, on a fixed
+grid) at or after a TORQUE event (job end, scheduler cycle, node report), a Nova event
+(boot or delete done) or a planner timer (idle, boot, down and launch timeouts, delete
+retry, pool backoff). A pass runs at a stop only if it could decide something new:
+an arrival announced by the submit filter (`hook`), a change TORQUE or Nova shows, a
+timer that fell due, or the pass before having acted (its effects are read back on the
+next tick, as a polling reconciler would). Ticks at which none of that happened are
+skipped: the plan is a pure function of what is observed and the time, so they would
+change nothing.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
+
+from dtserver.actions import JoinNode, LaunchInstance, Transition
+from dtserver.batch.emulator_batch import EmulatorBatch
+from dtserver.batch.torque import TorqueBatch
+from dtserver.batch.torque_emulator import EmulatorError
+from dtserver.bootstrap import DEMO_IMAGE, build_fake_world
+from dtserver.clock import FakeClock
+from dtserver.cloud import Cloud
+from dtserver.cloud.fake_nova import FakeServer
+from dtserver.cloud.nova import NovaCloud
+from dtserver.model import DtError, Flavor, Job, JobState, Node, NodeState
+from dtserver.planning.repair import DELETE_RETRY
+from dtserver.policy import Policy, Pool
+from dtserver.reconciler import Reconciler, Report
+from dtserver.sim.memstore import MemoryStore
+from dtserver.sim.workload import QUEUE, SimJob
+from dtserver.sim.world import InvariantWatch, SampledBootCloud
+
+log = logging.getLogger(__name__)
+
+CLUSTER = "sim"
+DEFAULT_START = datetime(2020, 1, 6, tzinfo=timezone.utc)
+# The first pass registers the node slots; qsub refuses `-l nodes=` before they exist.
+WARMUP = timedelta(seconds=60)
+# Timers the planner compares with `>` fire on the first tick strictly after them.
+_STRICT = timedelta(milliseconds=1)
+_RUNNING = (JobState.RUNNING, JobState.EXITING, JobState.COMPLETED)
+
+
+class SimulationError(DtError):
+    """The simulation cannot be set up as asked."""
+
+
+@dataclass(frozen=True)
+class BootDelay:
+    """Seconds from servers.create to a reporting pbs_mom: fixed, or drawn per instance
+    from `uniform` (low, high) or `normal` (mean, sd; cut at zero)."""
+
+    kind: str = "fixed"
+    a: float = 120.0
+    b: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> BootDelay:
+        """`120`, `uniform:60:180` or `normal:120:30`."""
+        kind, *numbers = text.split(":")
+        try:
+            if not numbers:
+                return cls("fixed", _non_negative(float(kind)))
+            values = [_non_negative(float(number)) for number in numbers]
+        except ValueError as error:
+            raise SimulationError(f"bad boot delay {text!r}: {error}") from error
+        if kind == "uniform" and len(values) == 2 and values[0] <= values[1]:
+            return cls(kind, *values)
+        if kind == "normal" and len(values) == 2:
+            return cls(kind, *values)
+        raise SimulationError(f"bad boot delay {text!r}: use SECONDS, uniform:LOW:HIGH "
+                              "or normal:MEAN:SD")
+
+    @property
+    def mean(self) -> float:
+        return (self.a + self.b) / 2 if self.kind == "uniform" else self.a
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        if self.kind == "uniform":
+            return lambda: rng.uniform(self.a, self.b)
+        if self.kind == "normal":
+            return lambda: max(0.0, rng.gauss(self.a, self.b))
+        return lambda: self.a
+
+    def __str__(self) -> str:
+        return f"{self.a:g}" if self.kind == "fixed" else f"{self.kind}:{self.a:g}:{self.b:g}"
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """One engine configuration to replay a trace against."""
+
+    flavors: tuple[Flavor, ...]
+    name: str = "dynamictorque"
+    boot_delay: BootDelay = BootDelay()
+    max_nodes: int = 100
+    max_cores: int | None = None
+    max_booting: int | None = None
+    idle_timeout: float = 600.0
+    boot_timeout: float = 1200.0
+    down_timeout: float = 480.0
+    poll_interval: float = 10.0
+    hook: bool = True                 # arrivals wake the reconciler (the submit filter)
+    pack_multicore: bool = True
+    scheduler_iteration: float = 600.0
+    check_invariants: bool = False    # DESIGN.md §4 on the world after every pass
+    faithful: bool = False            # TorqueBatch (qstat/pbsnodes XML) instead of direct
+    seed: int = 1
+    stall_limit: float = 7 * 86400.0  # give up when nothing ran or ended for this long
+
+    def policy(self) -> Policy:
+        pool = Pool("sim", self.flavors, DEMO_IMAGE, max_nodes=self.max_nodes,
+                    name_prefix="sim-")
+        return Policy(pools=(pool,), max_cores=self.max_cores, max_booting=self.max_booting,
+                      idle_timeout=timedelta(seconds=self.idle_timeout),
+                      boot_timeout=timedelta(seconds=self.boot_timeout),
+                      down_timeout=timedelta(seconds=self.down_timeout),
+                      hint_ttl=timedelta(seconds=2 * self.poll_interval),
+                      pack_multicore=self.pack_multicore)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """What happened to one job; times in seconds after the first arrival."""
+
+    job: SimJob
+    start: float | None
+    end: float | None
+    hosts: tuple[str, ...] = ()
+    rejected: str | None = None       # qsub refused it
+
+
+@dataclass(frozen=True)
+class InstanceLife:
+    hostname: str
+    flavor: str
+    cores: int
+    launched: float
+    ready: float | None               # the reconciler saw its mom report
+    deleted: float | None             # delete accepted (billing stops)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    settings: SimSettings
+    jobs: tuple[JobRun, ...]
+    instances: tuple[InstanceLife, ...]
+    end: float                        # simulated seconds after the first arrival
+    finished: bool                    # every job ran and the cluster drained to nothing
+    passes: int
+    stops: int
+    wall_seconds: float
+    invariant_checks: int = 0
+
+
+@dataclass
+class _Life:
+    hostname: str
+    flavor: str
+    cores: int
+    launched: float
+    ready: float | None = None
+
+    def closed(self, deleted: float | None) -> InstanceLife:
+        return InstanceLife(self.hostname, self.flavor, self.cores, self.launched,
+                            self.ready, deleted)
+
+
+@dataclass
+class _Tracking:
+    start: dict[int, float] = field(default_factory=dict)
+    end: dict[int, float] = field(default_factory=dict)
+    hosts: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+class Simulation:
+    def __init__(self, jobs: Sequence[SimJob], settings: SimSettings, *,
+                 start: datetime = DEFAULT_START) -> None:
+        if settings.poll_interval <= 0:
+            raise SimulationError("poll_interval must be positive")
+        self.jobs = sorted(jobs, key=lambda job: (job.arrival, job.key))
+        self.settings = settings
+        self.policy = settings.policy()
+        self.clock = FakeClock(start)
+        self.origin = start + WARMUP
+        self.world = build_fake_world(self.clock, flavors=settings.flavors,
+                                      boot_delay=settings.boot_delay.mean,
+                                      scheduler_iteration=settings.scheduler_iteration)
+        self.store = MemoryStore()
+        # The observer reads what TORQUE shows; the reconciler uses it too unless faithful.
+        self.observer = EmulatorBatch(self.world.emulator, runner=self.world.runner())
+        batch = TorqueBatch(self.world.runner()) if settings.faithful else self.observer
+        cloud: Cloud = NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock)
+        if settings.boot_delay.kind != "fixed":
+            cloud = SampledBootCloud(cloud, self.world.nova,
+                                     settings.boot_delay.sampler(random.Random(settings.seed)))
+        ids = itertools.count()
+        self.reconciler = Reconciler(batch=batch, cloud=cloud, store=self.store,
+                                     clock=self.clock, policy=self.policy, torque_server="vm",
+                                     new_id=lambda: f"r{next(ids)}")
+        self.world.nova.on_delete.append(self._instance_deleted)
+        self.watch = (InvariantWatch(self.world, self.store, self.policy, CLUSTER)
+                      if settings.check_invariants else None)
+        self.grid = timedelta(seconds=settings.poll_interval)
+        self.tracking = _Tracking()
+        self.key_of: dict[str, int] = {}
+        self.alive: dict[str, _Life] = {}
+        self.closed: list[InstanceLife] = []
+        self.host_of_record: dict[str, str] = {}
+        self.passes = 0
+        self.stops = 0
+        self._next_job = 0
+        self._seen: dict[str, Job] = {}
+        self._pass_queued: tuple[Job, ...] = ()
+        self._pass_nodes: tuple[Node, ...] = ()
+        self._nova_due: datetime | None = None
+        self._timers: list[datetime] = []
+        self._follow_up: datetime | None = None
+        self._wanted: datetime | None = None
+        self._progress = start
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        started = time.perf_counter()
+        self._pass()
+        finished = False
+        while True:
+            if self._next_job >= len(self.jobs) and self._is_drained():
+                finished = True
+                break
+            stop = self._next_stop()
+            if stop is None or (stop - self._progress).total_seconds() > self.settings.stall_limit:
+                log.warning("simulation stalled at=%s jobs_left=%d", stop,
+                            len(self.jobs) - len(self.tracking.end))
+                break
+            self.clock.advance(stop - self.clock.now())
+            self.stops += 1
+            arrived = self._submit_arrivals()
+            self.world.nova.tick()
+            changed = self._observe()
+            if self._is_pass_due(arrived, changed):
+                self._pass()
+            elif changed:
+                self._wanted = self._tick_at_or_after(self.clock.now())
+        end = self._seconds(self.clock.now())
+        instances = self.closed + [life.closed(None) for life in self.alive.values()]
+        return SimResult(
+            settings=self.settings, jobs=tuple(self._runs()),
+            instances=tuple(sorted(instances, key=lambda life: (life.launched, life.hostname))),
+            end=end, finished=finished, passes=self.passes, stops=self.stops,
+            wall_seconds=time.perf_counter() - started,
+            invariant_checks=self.watch.checks if self.watch else 0)
+
+    def _next_stop(self) -> datetime | None:
+        candidates = [when for when in (self._follow_up, self._wanted) if when is not None]
+        if self._next_job < len(self.jobs):
+            candidates.append(self._arrival(self.jobs[self._next_job]))
+        for event in (self.world.emulator.next_event_time(), self.world.nova.next_event_at()):
+            if event is not None:
+                candidates.append(self._tick_at_or_after(event))
+        if self._timers:
+            candidates.append(self._timers[0])
+        return min(candidates, default=None)
+
+    def _is_pass_due(self, arrived: bool, changed: bool) -> bool:
+        now = self.clock.now()
+        if arrived and self.settings.hook:
+            return True
+        if now != self._tick_at_or_after(now):
+            return False    # between poll ticks: only the submit filter wakes the reconciler
+        return (changed or (self._nova_due is not None and self._nova_due <= now)
+                or (self._follow_up is not None and self._follow_up <= now)
+                or (self._wanted is not None and self._wanted <= now)
+                or bool(self._timers and self._timers[0] <= now))
+
+    def _pass(self) -> None:
+        report = self.reconciler.run_once()
+        self.passes += 1
+        now = report.time
+        self._read_report(report)
+        if self.watch is not None:
+            self.watch.check()
+        self._observe()
+        self._pass_queued, self._pass_nodes = self._queued_and_nodes()
+        self._nova_due = self.world.nova.next_event_at()
+        self._wanted = None
+        self._follow_up = now + self.grid - (now - self.origin) % self.grid \
+            if report.plan.actions else None
+        if report.plan.actions:
+            self._timers = self._planner_timers(now)
+        else:
+            self._timers = [timer for timer in self._timers if timer > now]
+
+    # -- arrivals ----------------------------------------------------------------------------
+    def _arrival(self, job: SimJob) -> datetime:
+        return self.origin + timedelta(seconds=job.arrival)
+
+    def _submit_arrivals(self) -> bool:
+        now = self.clock.now()
+        arrived = False
+        while self._next_job < len(self.jobs) and self._arrival(self.jobs[self._next_job]) <= now:
+            job = self.jobs[self._next_job]
+            self._next_job += 1
+            arrived = True
+            self._progress = now
+            try:
+                job_id = self.world.emulator.submit(
+                    owner=job.owner, queue=QUEUE, resources=job.resources,
+                    name=f"j{job.number}", runtime=job.runtime)
+            except EmulatorError as error:
+                self.tracking.rejected[job.key] = error.stderr.strip() or str(error)
+                self.tracking.end[job.key] = self._seconds(now)
+                continue
+            self.key_of[job_id] = job.key
+        return arrived
+
+    # -- what TORQUE shows -------------------------------------------------------------------
+    def _observe(self) -> bool:
+        """Record job starts and ends; True when TORQUE shows something the last pass did
+        not see (queued jobs or node entries changed)."""
+        jobs = self.observer.jobs()
+        seen = self._seen
+        tracking = self.tracking
+        for job in jobs:
+            if seen.get(job.id) is job or job.state not in _RUNNING:
+                continue
+            key = self.key_of.get(job.id)
+            if key is None or key in tracking.end:
+                continue
+            times = self.observer.run_times(job.id)
+            if times is None:
+                continue
+            started, ended, hosts = times
+            if key not in tracking.start:
+                tracking.start[key] = self._seconds(started)
+                tracking.hosts[key] = hosts
+                self._progress = self.clock.now()
+            if ended is not None:
+                tracking.end[key] = self._seconds(ended)
+                self._progress = self.clock.now()
+        self._seen = {job.id: job for job in jobs}
+        queued, nodes = self._queued_and_nodes(jobs)
+        return not (_same(queued, self._pass_queued) and _same(nodes, self._pass_nodes))
+
+    def _queued_and_nodes(self, jobs: tuple[Job, ...] | None = None
+                          ) -> tuple[tuple[Job, ...], tuple[Node, ...]]:
+        if jobs is None:
+            jobs = self.observer.jobs()
+        return (tuple(job for job in jobs if job.state is JobState.QUEUED),
+                self.observer.nodes())
+
+    # -- what the reconciler did -------------------------------------------------------------
+    def _read_report(self, report: Report) -> None:
+        now = self._seconds(report.time)
+        for action, outcome in zip(report.plan.actions, report.outcomes):
+            if not outcome.ok:
+                continue
+            if isinstance(action, LaunchInstance):
+                self.alive[action.hostname] = _Life(action.hostname, action.flavor,
+                                                    action.cores, now)
+            elif isinstance(action, JoinNode):
+                self.host_of_record[action.record_id] = action.hostname
+            elif isinstance(action, Transition) and action.state in (NodeState.IDLE,
+                                                                     NodeState.BUSY):
+                life = self.alive.get(self.host_of_record.get(action.record_id, ""))
+                if life is not None and life.ready is None:
+                    life.ready = now
+
+    def _instance_deleted(self, server: FakeServer) -> None:
+        life = self.alive.pop(server.name, None)
+        if life is not None:
+            self.closed.append(life.closed(self._seconds(self.clock.now())))
+
+    def _planner_timers(self, now: datetime) -> list[datetime]:
+        """When a time-based rule of the planner next fires, from the records: idle
+        timeout, boot timeout, launch grace, down timeout, delete retry, pool backoff."""
+        policy = self.policy
+        due: list[datetime] = []
+        for record in self.store.records():
+            if record.state is NodeState.LAUNCHING:
+                due.append(record.state_since + policy.launch_grace + _STRICT)
+            elif record.state in (NodeState.BOOTING, NodeState.REGISTERED):
+                due.append(record.created + policy.boot_timeout + _STRICT)
+            elif record.state is NodeState.IDLE:
+                due.append(record.state_since + policy.idle_timeout)
+            elif record.state is NodeState.DELETING:
+                due.append(record.state_since + DELETE_RETRY + _STRICT)
+            if record.down_since is not None:
+                due.append(record.down_since + policy.down_timeout + _STRICT)
+        for health in self.store.pool_health().values():
+            if health.backoff_until is not None:
+                due.append(health.backoff_until)
+        ticks = {self._tick_at_or_after(moment) for moment in due}
+        return sorted(tick for tick in ticks if tick > now)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _tick_at_or_after(self, moment: datetime) -> datetime:
+        offset = (moment - self.origin) % self.grid
+        return moment if not offset else moment + self.grid - offset
+
+    def _seconds(self, moment: datetime) -> float:
+        return (moment - self.origin).total_seconds()
+
+    def _is_drained(self) -> bool:
+        return len(self.tracking.end) >= len(self.jobs) and not self.store.records() \
+            and not self.alive
+
+    def _runs(self) -> list[JobRun]:
+        tracking = self.tracking
+        return [JobRun(job, tracking.start.get(job.key), tracking.end.get(job.key),
+                       tracking.hosts.get(job.key, ()), tracking.rejected.get(job.key))
+                for job in self.jobs]
+
+
+def simulate(jobs: Sequence[SimJob], settings: SimSettings, *,
+             start: datetime = DEFAULT_START) -> SimResult:
+    return Simulation(jobs, settings, start=start).run()
+
+
+def dynamic_torque_settings(settings: SimSettings, *, flavor: Flavor | None = None
+                            ) -> SimSettings:
+    """The old Dynamic Torque as settings of the same engine: polling every 10 s with no
+    submit filter, one flavor (the largest unless given), at most 5 instances booting,
+    600 s idle timeout, multi-core jobs on nodes of their own."""
+    chosen = flavor or max(settings.flavors, key=lambda item: item.cores)
+    return replace(settings, name="old-dynamic-torque", flavors=(chosen,), poll_interval=10.0,
+                   hook=False, max_booting=5, idle_timeout=600.0, pack_multicore=False)
+
+
+def _same(first: tuple, second: tuple) -> bool:
+    return len(first) == len(second) and all(a is b for a, b in zip(first, second))
+
+
+def _non_negative(value: float) -> float:
+    if value < 0 or math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{value} is not a non-negative number")
+    return value
