@@ -64,6 +64,8 @@ class OperationDoc:
     query: tuple[dict[str, Any], ...] = ()
     body: dict[str, Any] | None = None
     ok_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Answers that are not the error shape, by status.
+    other: Mapping[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -112,7 +114,10 @@ OPERATIONS: dict[str, OperationDoc] = {
                 "schema": {"type": "string", "default": "10"}},)),
     "status.healthz": OperationDoc(
         "Health: 200 while the last reconciler pass is recent, else 503", 200,
-        {JSON: _ref("Health")}, errors=()),
+        {JSON: _ref("Health")}, errors=(),
+        other={503: {"description": "No reconciler pass recorded, or the last one is older "
+                                    "than healthz_stale_seconds",
+                     "content": {JSON: {"schema": _ref("Health")}}}}),
     "nodes.list_nodes": OperationDoc(
         "Node records the scaler owns", 200,
         {JSON: _object({"time": _TIME, "nodes": {"type": "array", "items": _ref("NodeRecord")}})},
@@ -247,6 +252,7 @@ def openapi_path(rule: Rule) -> str:
 
 
 def _path_parameter(rule: Rule, name: str) -> dict[str, Any]:
+    # The converters bound to a rule; werkzeug has no public accessor for them.
     converter = rule._converters[name]
     schema: dict[str, Any] = {"type": "string", "minLength": 1}
     if isinstance(converter, IntegerConverter):
@@ -288,10 +294,7 @@ def _operation(app: Flask, rule: Rule, doc: OperationDoc) -> dict[str, Any]:
         ok_response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
                                   for name, text in doc.ok_headers.items()}
     responses: dict[str, Any] = {str(doc.status): ok_response}
-    if rule.endpoint == "status.healthz":
-        responses["503"] = {"description": "No reconciler pass recorded, or the last is "
-                                           "older than healthz_stale_seconds",
-                            "content": {JSON: {"schema": _ref("Health")}}}
+    responses.update({str(status): response for status, response in doc.other.items()})
     for status in doc.errors:
         responses[str(status)] = _error_response(status)
     if rule.arguments and 404 not in doc.errors:

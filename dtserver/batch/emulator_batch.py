@@ -7,19 +7,23 @@ test holds it to TorqueBatch's answers on the same emulator) and keeps the value
 and nodes that did not change since the last read. Changes still go through TorqueBatch,
 as commands, so the emulator's rules for qmgr and pbsnodes apply unchanged.
 
+When the emulator has processed no event, taken no submission and run no command since the
+last read, the last answer is returned as it was. Commands sent to the same emulator by
+anyone else must therefore go through `runner`, which counts them.
+
 It reads the emulator's private state on purpose: it is the emulator's sibling and exists
 only to make that state cheap to observe. The simulator also asks it when each job ran.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 from dtserver import nodespec
 from dtserver.batch import BatchUnavailable
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_emulator import TorqueEmulator
-from dtserver.batch.torque_commands import Runner
+from dtserver.batch.torque_commands import CommandResult, Runner
 from dtserver.model import Job, JobState, Node, Request
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -32,9 +36,12 @@ class EmulatorBatch:
         """`runner` carries the commands (default: the emulator itself, unlocked)."""
         self._emulator = emulator
         self._queues = frozenset(queues)
-        self._commands = TorqueBatch(runner or emulator, queues=self._queues)
+        self.runner = CountingRunner(runner or emulator)
+        self._commands = TorqueBatch(self.runner, queues=self._queues)
         self._jobs: dict[str, tuple[tuple[Any, ...], Job]] = {}
         self._nodes: dict[str, tuple[tuple[Any, ...], Node]] = {}
+        self._last_jobs: tuple[tuple[Any, ...], tuple[Job, ...]] | None = None
+        self._last_nodes: tuple[tuple[Any, ...], tuple[Node, ...]] | None = None
         self._requests: dict[tuple[tuple[str, str], ...],
                              tuple[Request | None, str | None]] = {}
 
@@ -48,6 +55,9 @@ class EmulatorBatch:
             state = emulator._state
             if state.server_down:
                 raise BatchUnavailable("qstat: cannot connect to server (emulated outage)")
+            generation = self._generation()
+            if self._last_jobs is not None and self._last_jobs[0] == generation:
+                return self._last_jobs[1]
             entries = state.jobs
             cache = self._jobs
             fresh: dict[str, tuple[tuple[Any, ...], Job]] = {}
@@ -62,7 +72,8 @@ class EmulatorBatch:
                 fresh[entry.id] = (key, job)
                 jobs.append(job)
             self._jobs = fresh
-            return tuple(jobs)
+            self._last_jobs = (generation, tuple(jobs))
+            return self._last_jobs[1]
 
     def nodes(self) -> tuple[Node, ...]:
         """What TorqueBatch.nodes() returns over the same emulator (`pbsnodes -x`)."""
@@ -72,6 +83,9 @@ class EmulatorBatch:
             state = emulator._state
             if state.server_down:
                 raise BatchUnavailable("pbsnodes: cannot connect to server (emulated outage)")
+            generation = self._generation()
+            if self._last_nodes is not None and self._last_nodes[0] == generation:
+                return self._last_nodes[1]
             cache = self._nodes
             fresh: dict[str, tuple[tuple[Any, ...], Node]] = {}
             nodes: list[Node] = []
@@ -84,7 +98,8 @@ class EmulatorBatch:
                 fresh[entry.name] = (key, node)
                 nodes.append(node)
             self._nodes = fresh
-            return tuple(nodes)
+            self._last_nodes = (generation, tuple(nodes))
+            return self._last_nodes[1]
 
     def run_times(self, job_id: str) -> tuple[datetime, datetime | None, tuple[str, ...]] | None:
         """When `job_id` started and completed (None while running) and its hosts; None
@@ -120,6 +135,15 @@ class EmulatorBatch:
         self._commands.poke_scheduler()
 
     # --- value builders ---------------------------------------------------------------------
+
+    def _generation(self) -> tuple[Any, ...]:
+        """Changes whenever what qstat or pbsnodes show may have changed: every event
+        processed or scheduled moves the event counters, every submission the job number,
+        every command the runner's count; `sched_dirty` covers commands sent elsewhere
+        until the next scheduler cycle."""
+        state = self._emulator._state
+        return (state.event_seq, len(state.events), state.next_job_number, self.runner.count,
+                state.sched_dirty, state.server_down)
 
     def _job(self, entry: Any) -> Job:
         state = self._emulator._state
@@ -169,3 +193,16 @@ def _node(entry: Any) -> Node:
 
 def _time(epoch: float) -> datetime:
     return _EPOCH + timedelta(seconds=epoch)
+
+
+class CountingRunner:
+    """A Runner that counts the commands it forwards."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self.count = 0
+
+    def run(self, argv: Sequence[str], *, stdin: bytes | None = None,
+            timeout: float | None = None) -> CommandResult:
+        self.count += 1
+        return self._runner.run(argv, stdin=stdin, timeout=timeout)

@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Mapping
 
-from dtserver.model import DrainKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth
+from dtserver.model import DrainKind, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth
 from dtserver.store import Event, PassReport, RecordNotFound, StoredHint, StoreError
 
 _RECORD_FIELDS = frozenset(field.name for field in fields(NodeRecord))
@@ -129,8 +129,10 @@ class MemoryStore:
 
     # history -------------------------------------------------------------------
     def add_event(self, time: datetime, kind: str, message: str, *,
-                  hostname: str | None = None, pool: str | None = None) -> None:
-        self._events.append(Event(next(self._ids), time, kind, message, hostname, pool))
+                  hostname: str | None = None, pool: str | None = None,
+                  error_kind: ErrorKind | None = None) -> None:
+        self._events.append(Event(next(self._ids), time, kind, message, hostname, pool,
+                                  None if error_kind is None else ErrorKind(error_kind)))
 
     def events(self, limit: int = 50) -> tuple[Event, ...]:
         _check_limit(limit)

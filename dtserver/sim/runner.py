@@ -38,7 +38,7 @@ from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
 from dtserver.sim.workload import QUEUE, SimJob
-from dtserver.sim.world import InvariantWatch, SampledBootCloud
+from dtserver.sim.world import CachedCloud, InvariantWatch, SampledBootCloud
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,13 @@ class Simulation:
         self.store = MemoryStore()
         # The observer reads what TORQUE shows; the reconciler uses it too unless faithful.
         self.observer = EmulatorBatch(self.world.emulator, runner=self.world.runner())
-        batch = TorqueBatch(self.world.runner()) if settings.faithful else self.observer
+        batch = TorqueBatch(self.observer.runner) if settings.faithful else self.observer
         cloud: Cloud = NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock)
         if settings.boot_delay.kind != "fixed":
             cloud = SampledBootCloud(cloud, self.world.nova,
                                      settings.boot_delay.sampler(random.Random(settings.seed)))
+        if not settings.faithful:
+            cloud = CachedCloud(cloud, self.world.nova)
         ids = itertools.count()
         self.reconciler = Reconciler(batch=batch, cloud=cloud, store=self.store,
                                      clock=self.clock, policy=self.policy, torque_server="vm",
@@ -224,6 +226,8 @@ class Simulation:
         self._seen: dict[str, Job] = {}
         self._pass_queued: tuple[Job, ...] = ()
         self._pass_nodes: tuple[Node, ...] = ()
+        self._latest: tuple[tuple[Job, ...], tuple[Node, ...]] = ((), ())
+        self._latest_jobs: tuple[Job, ...] | None = None
         self._nova_due: datetime | None = None
         self._timers: list[datetime] = []
         self._follow_up: datetime | None = None
@@ -292,7 +296,7 @@ class Simulation:
         if self.watch is not None:
             self.watch.check()
         self._observe()
-        self._pass_queued, self._pass_nodes = self._queued_and_nodes()
+        self._pass_queued, self._pass_nodes = self._latest
         self._nova_due = self.world.nova.next_event_at()
         self._wanted = None
         self._follow_up = now + self.grid - (now - self.origin) % self.grid \
@@ -330,6 +334,10 @@ class Simulation:
         """Record job starts and ends; True when TORQUE shows something the last pass did
         not see (queued jobs or node entries changed)."""
         jobs = self.observer.jobs()
+        nodes = self.observer.nodes()
+        if jobs is self._latest_jobs and nodes is self._latest[1]:
+            return not (self._latest[0] is self._pass_queued and nodes is self._pass_nodes)
+        self._latest_jobs = jobs
         seen = self._seen
         tracking = self.tracking
         for job in jobs:
@@ -350,15 +358,9 @@ class Simulation:
                 tracking.end[key] = self._seconds(ended)
                 self._progress = self.clock.now()
         self._seen = {job.id: job for job in jobs}
-        queued, nodes = self._queued_and_nodes(jobs)
+        queued = tuple(job for job in jobs if job.state is JobState.QUEUED)
+        self._latest = (queued, nodes)
         return not (_same(queued, self._pass_queued) and _same(nodes, self._pass_nodes))
-
-    def _queued_and_nodes(self, jobs: tuple[Job, ...] | None = None
-                          ) -> tuple[tuple[Job, ...], tuple[Node, ...]]:
-        if jobs is None:
-            jobs = self.observer.jobs()
-        return (tuple(job for job in jobs if job.state is JobState.QUEUED),
-                self.observer.nodes())
 
     # -- what the reconciler did -------------------------------------------------------------
     def _read_report(self, report: Report) -> None:

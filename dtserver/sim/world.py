@@ -3,7 +3,7 @@ checked against the emulated world itself (TORQUE emulator and FakeNova), not ag
 our records, and a Cloud whose instances boot after sampled delays."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
 from dtserver.bootstrap import FakeWorld
@@ -112,3 +112,55 @@ class SampledBootCloud:
 
     def quota(self) -> Quota:
         return self._cloud.quota()
+
+
+class CachedCloud:
+    """A Cloud over FakeNova that lists instances again only when something changed.
+
+    Between two of its own creates or deletes, FakeNova changes only when a boot or a
+    delete completes, at `next_event_at()`; until then the last listing still holds. Only
+    for a world nobody else touches (the simulator: no injected faults, no other users)."""
+
+    def __init__(self, cloud: Cloud, nova: FakeNova) -> None:
+        self._cloud = cloud
+        self._nova = nova
+        self._instances: tuple[Instance, ...] | None = None
+        self._quota: Quota | None = None
+        self._valid_until: datetime | None = None
+
+    def flavors(self) -> tuple[Flavor, ...]:
+        return self._cloud.flavors()
+
+    def create_instance(self, spec: InstanceSpec) -> Instance:
+        self._forget()
+        return self._cloud.create_instance(spec)
+
+    def owned_instances(self) -> tuple[Instance, ...]:
+        self._check()
+        if self._instances is None:
+            self._instances = self._cloud.owned_instances()
+            self._remember()
+        return self._instances
+
+    def delete_instance(self, instance_id: str) -> None:
+        self._forget()
+        self._cloud.delete_instance(instance_id)
+
+    def quota(self) -> Quota:
+        self._check()
+        if self._quota is None:
+            self._quota = self._cloud.quota()
+            self._remember()
+        return self._quota
+
+    def _check(self) -> None:
+        if self._valid_until is not None and self._nova.clock.now() >= self._valid_until:
+            self._forget()
+
+    def _remember(self) -> None:
+        self._valid_until = self._nova.next_event_at()
+
+    def _forget(self) -> None:
+        self._instances = None
+        self._quota = None
+        self._valid_until = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+from dtserver.actions import LaunchInstance
 from dtserver.model import NodeState
 from tests.cli_emulator.support import xml_jobs
 from tests.e2e.support import Gunicorn, Site
@@ -47,7 +48,7 @@ def test_a_qsub_hint_wakes_the_reconciler_and_its_next_pass_creates_the_instance
     [stored] = site.store.hints()
     assert stored.payload["resources"] == ["walltime=00:10:00", "nodes=1:ppn=2"]
     report = site.reconciler.run_once()
-    assert [type(action).__name__ for action in report.plan.actions].count("LaunchInstance") == 1
+    assert sum(isinstance(action, LaunchInstance) for action in report.plan.actions) == 1
     assert [spec.pool for _, spec in site.cloud.creates] == ["cloud"]
     assert launched_cores(site) == 2
 
