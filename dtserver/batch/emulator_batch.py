@@ -16,17 +16,22 @@ only to make that state cheap to observe. The simulator also asks it when each j
 """
 from __future__ import annotations
 
+import operator
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 from dtserver import nodespec
 from dtserver.batch import BatchUnavailable
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_emulator import TorqueEmulator
+from dtserver.batch.torque_emulator import _CYCLE, _PURGE, TorqueEmulator
 from dtserver.batch.torque_commands import CommandResult, Runner
 from dtserver.model import Job, JobState, Node, Request
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The fields a cached value depends on: mtime moves with every change qstat shows.
+_JOB_KEY = operator.attrgetter("mtime", "state", "comment", "hold_types")
+_NODE_KEY = operator.attrgetter("serial", "np", "down", "offline", "list_not_sent", "note",
+                                "reported_at", "status_ncpus")
 _JOB_STATES = {state.value: state for state in JobState}
 
 
@@ -39,7 +44,8 @@ class EmulatorBatch:
         self.runner = CountingRunner(runner or emulator)
         self._commands = TorqueBatch(self.runner, queues=self._queues)
         self._jobs: dict[str, tuple[tuple[Any, ...], Job]] = {}
-        self._nodes: dict[str, tuple[tuple[Any, ...], Node]] = {}
+        # name -> (scalar fields, Node, slots and properties as they were)
+        self._nodes: dict[str, tuple[tuple[Any, ...], Node, dict, list]] = {}
         self._last_jobs: tuple[tuple[Any, ...], tuple[Job, ...]] | None = None
         self._last_nodes: tuple[tuple[Any, ...], tuple[Node, ...]] | None = None
         self._requests: dict[tuple[tuple[str, str], ...],
@@ -65,8 +71,7 @@ class EmulatorBatch:
             for entry in entries.values():
                 if entry.children or (self._queues and entry.queue not in self._queues):
                     continue
-                key = (entry.mtime, entry.state, entry.comment, len(entry.exec_slots),
-                       entry.hold_types)
+                key = _JOB_KEY(entry)
                 cached = cache.get(entry.id)
                 job = cached[1] if cached is not None and cached[0] == key else self._job(entry)
                 fresh[entry.id] = (key, job)
@@ -87,16 +92,16 @@ class EmulatorBatch:
             if self._last_nodes is not None and self._last_nodes[0] == generation:
                 return self._last_nodes[1]
             cache = self._nodes
-            fresh: dict[str, tuple[tuple[Any, ...], Node]] = {}
+            fresh: dict[str, tuple[tuple[Any, ...], Node, dict, list]] = {}
             nodes: list[Node] = []
             for entry in state.nodes.values():
-                key = (entry.serial, entry.np, entry.down, entry.offline, entry.list_not_sent,
-                       entry.note, entry.reported_at is None, entry.status_ncpus,
-                       tuple(entry.properties), tuple(entry.slots.items()))
+                key = _NODE_KEY(entry)
                 cached = cache.get(entry.name)
-                node = cached[1] if cached is not None and cached[0] == key else _node(entry)
-                fresh[entry.name] = (key, node)
-                nodes.append(node)
+                if (cached is None or cached[0] != key or cached[2] != entry.slots
+                        or cached[3] != entry.properties):
+                    cached = (key, _node(entry), dict(entry.slots), list(entry.properties))
+                fresh[entry.name] = cached
+                nodes.append(cached[1])
             self._nodes = fresh
             self._last_nodes = (generation, tuple(nodes))
             return self._last_nodes[1]
@@ -113,6 +118,19 @@ class EmulatorBatch:
             end = None if entry.comp_time is None else _time(entry.comp_time)
             return (_time(entry.start_time), end,
                     tuple(dict.fromkeys(name for name, _ in entry.exec_slots)))
+
+    def next_news_time(self, *, cycles: bool) -> datetime | None:
+        """When the next emulator event is due that can change what jobs() and nodes()
+        show, other than a completed job leaving the list: purges are left out, and so
+        are scheduler cycles unless `cycles` (a cycle with nothing queued starts nothing).
+        Superseded events may still count: at worst a reader looks once for nothing."""
+        skipped = {_PURGE} if cycles else {_PURGE, _CYCLE}
+        emulator = self._emulator
+        with emulator._lock:
+            emulator.advance()
+            due = min((event[0] for event in emulator._state.events
+                       if event[1] not in skipped), default=None)
+            return None if due is None else _time(max(due, emulator._state.now))
 
     # --- changes: the same commands TorqueBatch sends ---------------------------------------
 

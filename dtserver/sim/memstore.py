@@ -13,7 +13,8 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Mapping
 
-from dtserver.model import DrainKind, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth
+from dtserver.model import (
+    DrainKind, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
 from dtserver.store import Event, PassReport, RecordNotFound, StoredHint, StoreError
 
 _RECORD_FIELDS = frozenset(field.name for field in fields(NodeRecord))

@@ -3,14 +3,14 @@
 The world is bootstrap's fake one (TorqueEmulator and FakeNova on one FakeClock); the
 reconciler and planner are the production ones. The clock jumps from event to event and
 never ticks: a stop is a job arrival, or a poll tick (every `poll_interval`, on a fixed
-grid) at or after a TORQUE event (job end, scheduler cycle, node report), a Nova event
-(boot or delete done) or a planner timer (idle, boot, down and launch timeouts, delete
-retry, pool backoff). A pass runs at a stop only if it could decide something new:
-an arrival announced by the submit filter (`hook`), a change TORQUE or Nova shows, a
-timer that fell due, or the pass before having acted (its effects are read back on the
-next tick, as a polling reconciler would). Ticks at which none of that happened are
-skipped: the plan is a pure function of what is observed and the time, so they would
-change nothing.
+grid) at or after a TORQUE event (job end, node report, scheduler cycle while jobs
+wait), a Nova event (boot or delete done) or a planner timer (idle, boot, down and
+launch timeouts, delete retry, pool backoff). A pass runs at a stop only if it could
+decide something new: an arrival announced by the submit filter (`hook`), a change in
+TORQUE (see _is_news) or Nova since the last pass read them, a timer that fell due, or a
+record change of the last pass whose next step no outside change announces. Ticks at
+which none of that happened are skipped: the plan is a pure function of what is observed
+and the time, so they would change nothing (the tests replay traces both ways).
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
 
-from dtserver.actions import JoinNode, LaunchInstance, Transition
+from dtserver.actions import (
+    ClearNode, DeleteInstance, JoinNode, LaunchInstance, MarkDown, OfflineNode, PokeScheduler,
+    RegisterSlot, ReleaseNode, Transition)
 from dtserver.batch.emulator_batch import EmulatorBatch
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_emulator import EmulatorError
@@ -38,7 +40,7 @@ from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
 from dtserver.sim.workload import QUEUE, SimJob
-from dtserver.sim.world import CachedCloud, InvariantWatch, SampledBootCloud
+from dtserver.sim.world import IncrementalNovaCloud, InvariantWatch, SampledBootCloud
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ WARMUP = timedelta(seconds=60)
 # Timers the planner compares with `>` fire on the first tick strictly after them.
 _STRICT = timedelta(milliseconds=1)
 _RUNNING = (JobState.RUNNING, JobState.EXITING, JobState.COMPLETED)
+_ANNOUNCED = (LaunchInstance, JoinNode, RegisterSlot, ReleaseNode, OfflineNode, ClearNode,
+              DeleteInstance, PokeScheduler, MarkDown)
+# Transitions that come with an announced action, or whose next step waits on a timer.
+_NOTED_STATES = frozenset({NodeState.BOOTING, NodeState.REGISTERED, NodeState.IDLE,
+                           NodeState.BUSY, NodeState.OFFLINE})
 
 
 class SimulationError(DtError):
@@ -103,7 +110,7 @@ class SimSettings:
     flavors: tuple[Flavor, ...]
     name: str = "dynamictorque"
     boot_delay: BootDelay = BootDelay()
-    max_nodes: int = 100
+    max_nodes: int = 0                # node slots; 0: replay() sizes them from the trace
     max_cores: int | None = None
     max_booting: int | None = None
     idle_timeout: float = 600.0
@@ -115,6 +122,7 @@ class SimSettings:
     scheduler_iteration: float = 600.0
     check_invariants: bool = False    # DESIGN.md §4 on the world after every pass
     faithful: bool = False            # TorqueBatch (qstat/pbsnodes XML) instead of direct
+    every_tick: bool = False          # a pass at every tick: slow; shows skipping is exact
     seed: int = 1
     stall_limit: float = 7 * 86400.0  # give up when nothing ran or ended for this long
 
@@ -189,6 +197,8 @@ class Simulation:
                  start: datetime = DEFAULT_START) -> None:
         if settings.poll_interval <= 0:
             raise SimulationError("poll_interval must be positive")
+        if settings.max_nodes < 1:
+            raise SimulationError("max_nodes must be at least 1 (replay() sizes it from a trace)")
         self.jobs = sorted(jobs, key=lambda job: (job.arrival, job.key))
         self.settings = settings
         self.policy = settings.policy()
@@ -201,12 +211,12 @@ class Simulation:
         # The observer reads what TORQUE shows; the reconciler uses it too unless faithful.
         self.observer = EmulatorBatch(self.world.emulator, runner=self.world.runner())
         batch = TorqueBatch(self.observer.runner) if settings.faithful else self.observer
-        cloud: Cloud = NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock)
+        cloud: Cloud = (NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock)
+                        if settings.faithful
+                        else IncrementalNovaCloud(self.world.nova, cluster_id=CLUSTER))
         if settings.boot_delay.kind != "fixed":
             cloud = SampledBootCloud(cloud, self.world.nova,
                                      settings.boot_delay.sampler(random.Random(settings.seed)))
-        if not settings.faithful:
-            cloud = CachedCloud(cloud, self.world.nova)
         ids = itertools.count()
         self.reconciler = Reconciler(batch=batch, cloud=cloud, store=self.store,
                                      clock=self.clock, policy=self.policy, torque_server="vm",
@@ -228,6 +238,7 @@ class Simulation:
         self._pass_nodes: tuple[Node, ...] = ()
         self._latest: tuple[tuple[Job, ...], tuple[Node, ...]] = ((), ())
         self._latest_jobs: tuple[Job, ...] | None = None
+        self._pass_queued_ids: set[str] = set()
         self._nova_due: datetime | None = None
         self._timers: list[datetime] = []
         self._follow_up: datetime | None = None
@@ -244,7 +255,11 @@ class Simulation:
                 finished = True
                 break
             stop = self._next_stop()
-            if stop is None or (stop - self._progress).total_seconds() > self.settings.stall_limit:
+            arrival = (self._arrival(self.jobs[self._next_job])
+                       if self._next_job < len(self.jobs) else None)
+            stalled = stop is not None and stop != arrival and \
+                (stop - self._progress).total_seconds() > self.settings.stall_limit
+            if stop is None or stalled:
                 log.warning("simulation stalled at=%s jobs_left=%d", stop,
                             len(self.jobs) - len(self.tracking.end))
                 break
@@ -270,11 +285,14 @@ class Simulation:
         candidates = [when for when in (self._follow_up, self._wanted) if when is not None]
         if self._next_job < len(self.jobs):
             candidates.append(self._arrival(self.jobs[self._next_job]))
-        for event in (self.world.emulator.next_event_time(), self.world.nova.next_event_at()):
+        torque = self.observer.next_news_time(cycles=bool(self._latest[0]))
+        for event in (torque, self.world.nova.next_event_at()):
             if event is not None:
                 candidates.append(self._tick_at_or_after(event))
         if self._timers:
             candidates.append(self._timers[0])
+        if self.settings.every_tick:
+            candidates.append(self._tick_at_or_after(self.clock.now() + _STRICT))
         return min(candidates, default=None)
 
     def _is_pass_due(self, arrived: bool, changed: bool) -> bool:
@@ -283,24 +301,30 @@ class Simulation:
             return True
         if now != self._tick_at_or_after(now):
             return False    # between poll ticks: only the submit filter wakes the reconciler
-        return (changed or (self._nova_due is not None and self._nova_due <= now)
+        return (changed or self.settings.every_tick
+                or (self._nova_due is not None and self._nova_due <= now)
                 or (self._follow_up is not None and self._follow_up <= now)
                 or (self._wanted is not None and self._wanted <= now)
                 or bool(self._timers and self._timers[0] <= now))
 
     def _pass(self) -> None:
+        self._observe()
+        seen = self._latest            # what the reconciler is about to read
         report = self.reconciler.run_once()
         self.passes += 1
         now = report.time
         self._read_report(report)
         if self.watch is not None:
             self.watch.check()
-        self._observe()
-        self._pass_queued, self._pass_nodes = self._latest
+        self._pass_queued, self._pass_nodes = seen
+        self._pass_queued_ids = {job.id for job in seen[0]}
+        # What the pass itself changed in TORQUE (a poke starts jobs, a join re-creates a
+        # node) is news for the next tick, as it would be for a polling reconciler.
+        news = self._observe()
         self._nova_due = self.world.nova.next_event_at()
-        self._wanted = None
-        self._follow_up = now + self.grid - (now - self.origin) % self.grid \
-            if report.plan.actions else None
+        tick = now + self.grid - (now - self.origin) % self.grid
+        self._wanted = tick if news else None
+        self._follow_up = tick if _needs_follow_up(report.plan.actions) else None
         if report.plan.actions:
             self._timers = self._planner_timers(now)
         else:
@@ -331,12 +355,12 @@ class Simulation:
 
     # -- what TORQUE shows -------------------------------------------------------------------
     def _observe(self) -> bool:
-        """Record job starts and ends; True when TORQUE shows something the last pass did
-        not see (queued jobs or node entries changed)."""
+        """Record job starts and ends; True when TORQUE shows something since the last
+        pass that could change a plan (see _is_news)."""
         jobs = self.observer.jobs()
         nodes = self.observer.nodes()
         if jobs is self._latest_jobs and nodes is self._latest[1]:
-            return not (self._latest[0] is self._pass_queued and nodes is self._pass_nodes)
+            return self._is_news(*self._latest)
         self._latest_jobs = jobs
         seen = self._seen
         tracking = self.tracking
@@ -360,7 +384,34 @@ class Simulation:
         self._seen = {job.id: job for job in jobs}
         queued = tuple(job for job in jobs if job.state is JobState.QUEUED)
         self._latest = (queued, nodes)
-        return not (_same(queued, self._pass_queued) and _same(nodes, self._pass_nodes))
+        return self._is_news(queued, nodes)
+
+    def _is_news(self, queued: tuple[Job, ...], nodes: tuple[Node, ...]) -> bool:
+        """A job queued that the last pass did not see, or a node whose state, readiness,
+        note or emptiness changed (its free cores too while jobs wait: the packer counts
+        them). A job that starts or ends beside others while nothing waits changes no plan:
+        scale-down and the lifecycle read only whether a node is empty. tests/sim
+        (skipping quiet ticks changes nothing) holds this against a pass at every tick."""
+        if queued is not self._pass_queued:
+            known = self._pass_queued_ids
+            if any(job.id not in known for job in queued):
+                return True
+        before = self._pass_nodes
+        if nodes is before:
+            return False
+        if len(nodes) != len(before):
+            return True
+        waiting = bool(queued)
+        for new, old in zip(nodes, before):
+            if new is old:
+                continue
+            if (new.name != old.name or new.is_down != old.is_down
+                    or new.is_offline != old.is_offline or new.is_ready != old.is_ready
+                    or new.note != old.note or new.np != old.np
+                    or bool(new.jobs) != bool(old.jobs)
+                    or (waiting and new.used_cores != old.used_cores)):
+                return True
+        return False
 
     # -- what the reconciler did -------------------------------------------------------------
     def _read_report(self, report: Report) -> None:
@@ -440,8 +491,14 @@ def dynamic_torque_settings(settings: SimSettings, *, flavor: Flavor | None = No
                    hook=False, max_booting=5, idle_timeout=600.0, pack_multicore=False)
 
 
-def _same(first: tuple, second: tuple) -> bool:
-    return len(first) == len(second) and all(a is b for a, b in zip(first, second))
+def _needs_follow_up(actions: Sequence[object]) -> bool:
+    """Whether the next tick must bring a pass although nothing may change outside: after
+    actions whose effect shows in TORQUE or Nova (or arms a timer), the change itself
+    brings it; after a bare record change (failed, deleting, deleted, unknown) or an
+    intent, hint or flag, only the next tick does."""
+    return any(not isinstance(action, _ANNOUNCED)
+               and not (isinstance(action, Transition) and action.state in _NOTED_STATES)
+               for action in actions)
 
 
 def _non_negative(value: float) -> float:

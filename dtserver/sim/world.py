@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from dtserver.bootstrap import FakeWorld
-from dtserver.cloud import Cloud
+from dtserver.cloud import Cloud, CloudError
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
+from dtserver.cloud.nova import NovaCloud
 from dtserver.model import DtError, Flavor, Instance, InstanceSpec, NodeState, Quota
 from dtserver.policy import Policy
 from dtserver.store import Store
@@ -114,53 +115,65 @@ class SampledBootCloud:
         return self._cloud.quota()
 
 
-class CachedCloud:
-    """A Cloud over FakeNova that lists instances again only when something changed.
 
-    Between two of its own creates or deletes, FakeNova changes only when a boot or a
-    delete completes, at `next_event_at()`; until then the last listing still holds. Only
-    for a world nobody else touches (the simulator: no injected faults, no other users)."""
+class IncrementalNovaCloud(NovaCloud):
+    """NovaCloud over FakeNova that re-reads only the servers that may have changed.
 
-    def __init__(self, cloud: Cloud, nova: FakeNova) -> None:
-        self._cloud = cloud
+    Listing every server on every pass costs more than the whole plan once a simulated
+    cluster holds hundreds of instances. A server changes only when we create or delete
+    it, or when its boot or its deletion completes, at FakeNova's `next_event_at()`; so
+    after the first listing, those servers are fetched one by one (`servers.get`) and
+    read with NovaCloud's own conversion. Only for a FakeNova nobody else changes (the
+    simulator: no injected faults, no foreign servers); any error falls back to a full
+    listing, which raises as NovaCloud does."""
+
+    def __init__(self, nova: FakeNova, *, cluster_id: str) -> None:
+        super().__init__(nova, cluster_id=cluster_id, clock=nova.clock)
         self._nova = nova
-        self._instances: tuple[Instance, ...] | None = None
-        self._quota: Quota | None = None
-        self._valid_until: datetime | None = None
-
-    def flavors(self) -> tuple[Flavor, ...]:
-        return self._cloud.flavors()
+        self._known: dict[str, Instance] | None = None   # creation order
+        self._stale: set[str] = set()
+        self._deleting: set[str] = set()
+        self._due: datetime | None = None
 
     def create_instance(self, spec: InstanceSpec) -> Instance:
-        self._forget()
-        return self._cloud.create_instance(spec)
-
-    def owned_instances(self) -> tuple[Instance, ...]:
-        self._check()
-        if self._instances is None:
-            self._instances = self._cloud.owned_instances()
-            self._remember()
-        return self._instances
+        instance = super().create_instance(spec)
+        self._stale.add(instance.id)
+        return instance
 
     def delete_instance(self, instance_id: str) -> None:
-        self._forget()
-        self._cloud.delete_instance(instance_id)
+        try:
+            super().delete_instance(instance_id)
+        finally:
+            self._stale.add(instance_id)
+            self._deleting.add(instance_id)
 
-    def quota(self) -> Quota:
-        self._check()
-        if self._quota is None:
-            self._quota = self._cloud.quota()
-            self._remember()
-        return self._quota
+    def owned_instances(self) -> tuple[Instance, ...]:
+        known = self._known
+        if known is not None and self._due is not None and self._nova.clock.now() >= self._due:
+            self._stale.update(instance.id for instance in known.values()
+                               if instance.status == "BUILD" or instance.id in self._deleting)
+        try:
+            if known is None:
+                raise LookupError("nothing listed yet")
+            present = set(self._nova.server_ids()) if self._stale else set()
+            for server_id in sorted(self._stale):
+                self._read_again(known, server_id, present)
+        except (LookupError, CloudError):
+            listed = super().owned_instances()
+            known = self._known = {instance.id: instance for instance in reversed(listed)}
+        self._stale.clear()
+        self._deleting &= known.keys()
+        self._due = self._nova.next_event_at()
+        # Nova lists the newest first.
+        return tuple(reversed(known.values()))
 
-    def _check(self) -> None:
-        if self._valid_until is not None and self._nova.clock.now() >= self._valid_until:
-            self._forget()
-
-    def _remember(self) -> None:
-        self._valid_until = self._nova.next_event_at()
-
-    def _forget(self) -> None:
-        self._instances = None
-        self._quota = None
-        self._valid_until = None
+    def _read_again(self, known: dict[str, Instance], server_id: str,
+                    present: set[str]) -> None:
+        if server_id not in present:
+            known.pop(server_id, None)      # deleted and gone: Nova would answer 404
+            return
+        server = self._call("servers.get", self._nova.servers.get, server_id)
+        if self._is_owned(getattr(server, "metadata", None)):
+            known[server_id] = self._instance(server)
+        else:
+            known.pop(server_id, None)

@@ -1,0 +1,83 @@
+"""MemoryStore behaves as SqliteStore does for the same calls (the simulator's store)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from dtserver.model import (
+    DrainKind, ErrorKind, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
+from dtserver.sim.memstore import MemoryStore
+from dtserver.store import PassReport, RecordNotFound, StoreError
+from dtserver.store.sqlite import SqliteStore
+from tests.builders import T0
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        return MemoryStore()
+    return SqliteStore(tmp_path / "dt.db")
+
+
+def record(record_id: str, hostname: str, *, created=T0, state=NodeState.LAUNCHING) -> NodeRecord:
+    return NodeRecord(id=record_id, hostname=hostname, pool="cloud", flavor="m1.small", cores=2,
+                      state=state, created=created, state_since=created)
+
+
+def test_records_round_trip_in_creation_order_and_deleted_ones_hide(store):
+    store.insert_record(record("b", "n-2", created=T0 + timedelta(seconds=5)))
+    store.insert_record(record("a", "n-1"))
+    with pytest.raises(StoreError):
+        store.insert_record(record("a", "n-1"))
+    updated = store.update_record("a", state="idle", drain=DrainKind.IDLE,
+                                  down_since=T0 + timedelta(seconds=9))
+    assert updated.state is NodeState.IDLE and updated.drain is DrainKind.IDLE
+    assert store.record("a") == updated
+    assert [r.id for r in store.records()] == ["a", "b"]
+    store.update_record("b", state=NodeState.DELETED)
+    assert [r.id for r in store.records()] == ["a"]
+    assert [r.id for r in store.records(include_deleted=True)] == ["a", "b"]
+    with pytest.raises(RecordNotFound):
+        store.update_record("zz", state=NodeState.IDLE)
+    with pytest.raises(ValueError):
+        store.update_record("a", colour="red")
+    with pytest.raises(ValueError):
+        store.update_record("a", id="c")
+
+
+def test_hints_intents_flags_and_health(store):
+    first = store.add_hint(T0, {"user": "u", "resources": ["nodes=1"]})
+    second = store.add_hint(T0, {"user": "v"})
+    store.delete_hints([first])
+    assert [(hint.id, hint.payload["user"]) for hint in store.hints()] == [(second, "v")]
+    intent = store.add_intent(IntentKind.KILL, "n-1", T0)
+    assert store.intent(intent.id).status is IntentStatus.PENDING
+    assert [i.id for i in store.intents(pending_only=True)] == [intent.id]
+    store.complete_intent(intent.id, IntentStatus.DONE, "killed", T0)
+    assert store.intents(pending_only=True) == ()
+    assert store.intent(intent.id).message == "killed"
+    with pytest.raises(ValueError):
+        store.complete_intent(intent.id, IntentStatus.PENDING, "", T0)
+    assert not store.is_sleeping()
+    store.set_sleeping(True, T0)
+    assert store.is_sleeping()
+    health = PoolHealth("cloud", 2, T0, ErrorKind.CAPACITY, "quota", False)
+    store.save_pool_health(health)
+    assert store.pool_health() == {"cloud": health}
+
+
+def test_events_newest_first_and_last_plan_and_pass(store):
+    store.add_event(T0, "launch", "n-1 launching", hostname="n-1", pool="cloud")
+    store.add_event(T0, "failure", "boom", error_kind=ErrorKind.BOOT)
+    events = store.events(limit=10)
+    assert [(e.kind, e.error_kind) for e in events] == [("failure", ErrorKind.BOOT),
+                                                         ("launch", None)]
+    assert events[1].hostname == "n-1" and events[1].time == T0
+    assert len(store.events(limit=1)) == 1
+    assert store.last_plan() is None and store.last_pass() is None
+    store.save_plan(T0, {"actions": []})
+    assert store.last_plan() == (T0, {"actions": []})
+    report = PassReport(T0, 0.5, True, {"actions": 0})
+    store.save_pass(report)
+    assert store.last_pass() == report
