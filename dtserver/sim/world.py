@@ -115,7 +115,6 @@ class SampledBootCloud:
         return self._cloud.quota()
 
 
-
 class IncrementalNovaCloud(NovaCloud):
     """NovaCloud over FakeNova that re-reads only the servers that may have changed.
 
@@ -149,23 +148,31 @@ class IncrementalNovaCloud(NovaCloud):
 
     def owned_instances(self) -> tuple[Instance, ...]:
         known = self._known
-        if known is not None and self._due is not None and self._nova.clock.now() >= self._due:
+        if known is None:
+            return self._list_all()
+        if self._due is not None and self._nova.clock.now() >= self._due:
             self._stale.update(instance.id for instance in known.values()
                                if instance.status == "BUILD" or instance.id in self._deleting)
         try:
-            if known is None:
-                raise LookupError("nothing listed yet")
             present = set(self._nova.server_ids()) if self._stale else set()
             for server_id in sorted(self._stale):
                 self._read_again(known, server_id, present)
-        except (LookupError, CloudError):
-            listed = super().owned_instances()
-            known = self._known = {instance.id: instance for instance in reversed(listed)}
+        except CloudError:
+            return self._list_all()
+        self._settle(known)
+        # Nova lists the newest first.
+        return tuple(reversed(known.values()))
+
+    def _list_all(self) -> tuple[Instance, ...]:
+        listed = super().owned_instances()
+        self._known = {instance.id: instance for instance in reversed(listed)}
+        self._settle(self._known)
+        return listed
+
+    def _settle(self, known: dict[str, Instance]) -> None:
         self._stale.clear()
         self._deleting &= known.keys()
         self._due = self._nova.next_event_at()
-        # Nova lists the newest first.
-        return tuple(reversed(known.values()))
 
     def _read_again(self, known: dict[str, Instance], server_id: str,
                     present: set[str]) -> None:
