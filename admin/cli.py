@@ -277,16 +277,24 @@ def cmd_toggle_sleep(client: Client, args: argparse.Namespace, out: TextIO) -> i
     return _emit(out, args, body, lambda: _sleep_message(body["sleeping"]))
 
 
-def cmd_kill(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    intent = _post_intent(client, f"/v1/nodes/{path_segment(args.name)}/kill", out, args)
-    if not args.wait:
-        return _emit(out, args, {"intent": intent}, lambda: "")
-    waiting = _waiting(args, KILL_WAIT_SECONDS)
+def _carried_out(client: Client, args: argparse.Namespace, out: TextIO, intent: dict,
+                 default_timeout: float) -> tuple[dict, Waiting, float]:
+    """Wait until the reconciler carried the intent out (refusals raise); returns its
+    latest answer, the waiting settings and the deadline the rest of the wait shares."""
+    waiting = _waiting(args, default_timeout)
     deadline = waiting.monotonic() + waiting.timeout
     body = wait_for_intent(client, intent["id"], waiting)
     _check_outcome(body["intent"])
     if not args.json:
         out.write(render.render_intent(body["intent"]))
+    return body, waiting, deadline
+
+
+def cmd_kill(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    intent = _post_intent(client, f"/v1/nodes/{path_segment(args.name)}/kill", out, args)
+    if not args.wait:
+        return _emit(out, args, {"intent": intent}, lambda: "")
+    body, waiting, deadline = _carried_out(client, args, out, intent, KILL_WAIT_SECONDS)
     shown = None
     while body.get("target_state") not in ("deleted", None):
         if body["target_state"] != shown and not args.json:
@@ -305,12 +313,7 @@ def cmd_drain_all(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     intent = _post_intent(client, "/v1/drain-all", out, args)
     if not args.wait:
         return _emit(out, args, {"intent": intent}, lambda: "")
-    waiting = _waiting(args, DRAIN_WAIT_SECONDS)
-    deadline = waiting.monotonic() + waiting.timeout
-    body = wait_for_intent(client, intent["id"], waiting)
-    _check_outcome(body["intent"])
-    if not args.json:
-        out.write(render.render_intent(body["intent"]))
+    body, waiting, deadline = _carried_out(client, args, out, intent, DRAIN_WAIT_SECONDS)
     shown = None
     while True:
         nodes = client.get("/v1/nodes")["nodes"]
