@@ -8,7 +8,6 @@ and being deleted; a summary closes the run.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import secrets
 import re
@@ -17,8 +16,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -27,13 +26,11 @@ from dtserver.api.devserver import serve_in_thread
 from dtserver.api.settings import ApiSettings
 from dtserver.bootstrap import DEMO_IMAGE, build_batch, build_cloud, build_fake_world, build_reconciler
 from dtserver.batch import BatchUnavailable
-from dtserver.clock import ScaledClock
+from dtserver.clock import ScaledClock, SystemClock
 from dtserver.config import PoolSettings, Settings
 from dtserver.model import JobState, NodeState
 from dtserver.reconciler import Wakeup
 from dtserver.store.sqlite import SqliteStore
-
-log = logging.getLogger(__name__)
 
 ARRAY_INDEX = re.compile(r"\[\d+\]")
 
@@ -113,7 +110,7 @@ class Demo:
         self.options = options
         self.out = out
         self.stop = threading.Event()
-        self.start = datetime.now(timezone.utc).replace(microsecond=0)
+        self.start = SystemClock().now().replace(microsecond=0)
         self.clock = ScaledClock(self.start, options.speed)
         self.tally = Tally()
 
@@ -130,7 +127,6 @@ class Demo:
         with tempfile.TemporaryDirectory(prefix="dtdemo-") as tmp:
             state = Path(tmp)
             settings = demo_settings(state, options)
-            settings = replace(settings, hint_ttl=2 * settings.job_poller_interval)
             world = build_fake_world(self.clock, boot_delay=options.boot_delay)
             store = SqliteStore(settings.db_path)
             batch = build_batch(settings, world)
