@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ricc-limit", type=int, default=0,
                         help="replay the first N RICC jobs (default 0: skip RICC)")
     parser.add_argument("--flavor", action="append", type=parse_flavor, dest="flavors")
-    parser.add_argument("--shape", choices=SHAPES, default="fill")
+    parser.add_argument("--shape", choices=SHAPES, default="native")
     parser.add_argument("--no-old", action="store_true",
                         help="skip the old Dynamic Torque replays (slow on long queues)")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Mapping
 
@@ -301,3 +302,18 @@ class Snapshot:
     pool_health: Mapping[str, PoolHealth] = field(default_factory=dict)
     quotas: Mapping[str, Quota] = field(default_factory=dict)   # by cloud project
     sleeping: bool = False
+
+    # Indexes built once per pass for every planning step (read only).
+    @cached_property
+    def node_by_name(self) -> Mapping[str, Node] | None:
+        return None if self.nodes is None else {node.name: node for node in self.nodes}
+
+    @cached_property
+    def instance_by_id(self) -> Mapping[str, Instance] | None:
+        return (None if self.instances is None
+                else {instance.id: instance for instance in self.instances})
+
+    @cached_property
+    def instance_by_record(self) -> Mapping[str, Instance]:
+        return {instance.record_id: instance for instance in self.instances or ()
+                if instance.record_id}

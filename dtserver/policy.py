@@ -45,7 +45,11 @@ class Pool:
         return max(flavor.cores for flavor in self.flavors)
 
     def flavor(self, name: str) -> Flavor | None:
-        return next((flavor for flavor in self.flavors if flavor.name == name), None)
+        return self._flavor_by_name.get(name)
+
+    @cached_property
+    def _flavor_by_name(self) -> dict[str, Flavor]:
+        return {flavor.name: flavor for flavor in self.flavors}
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,11 @@ class Policy:
     pack_multicore: bool = True
 
     def pool(self, name: str) -> Pool | None:
-        return next((pool for pool in self.pools if pool.name == name), None)
+        return self._pool_by_name.get(name)
+
+    @cached_property
+    def _pool_by_name(self) -> dict[str, Pool]:
+        return {pool.name: pool for pool in self.pools}
 
     def pool_of_slot(self, hostname: str) -> Pool | None:
         return self._pool_by_slot.get(hostname)

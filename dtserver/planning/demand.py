@@ -210,7 +210,7 @@ def existing_bins(snapshot: Snapshot, policy: Policy,
                   reclaimable: dict[str, NodeRecord]) -> list[Bin]:
     """Free capacity on nodes we own that are up or coming, plus idle-drained nodes that
     could be cleared instead of launching anew."""
-    nodes = {node.name: node for node in snapshot.nodes or ()}
+    nodes = snapshot.node_by_name or {}
     bins: list[Bin] = []
     for record in snapshot.records:
         pool = policy.pool(record.pool)
@@ -398,7 +398,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
                 for index, demand in enumerate(pool_demands)}
 
     packer = _Packer(snapshot, policy, now, budget,
-                     existing_bins(snapshot, policy, reclaimable), pending)
+                     existing_bins(snapshot, policy, reclaimable) if demands else [], pending)
     launches: dict[str, LaunchInstance] = {}
     bin_jobs: dict[str, list[str]] = {}
     used: set[str] = set()

@@ -31,7 +31,7 @@ def plan_intents(snapshot: Snapshot, policy: Policy, now: datetime
     touched: set[str] = set()
     live = {record.hostname: record for record in snapshot.records
             if record.state is not NodeState.DELETED}
-    nodes = None if snapshot.nodes is None else {node.name: node for node in snapshot.nodes}
+    nodes = snapshot.node_by_name
 
     def jobs_of(record: NodeRecord) -> tuple[str, ...]:
         node = nodes.get(record.hostname) if nodes is not None else None

@@ -22,12 +22,11 @@ class InvariantViolation(DtError):
 
 def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
     problems: list[str] = []
-    nodes = None if snapshot.nodes is None else {node.name: node for node in snapshot.nodes}
+    nodes = snapshot.node_by_name
     records = {record.id: record for record in snapshot.records}
     live = [record for record in snapshot.records if record.state is not NodeState.DELETED]
-    owned_instances = {instance.id: instance for instance in snapshot.instances or ()}
+    owned_instances = snapshot.instance_by_id or {}
     record_instances = {record.instance_id for record in snapshot.records if record.instance_id}
-    slots = {slot: pool for pool in policy.pools for slot in pool.slot_names}
     taken_slots = {record.hostname for record in live}
 
     def jobs_on(hostname: str) -> tuple[str, ...]:
@@ -56,7 +55,7 @@ def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
             if hostname and jobs_on(hostname):
                 problems.append(f"delete of the instance of {hostname} which runs jobs")
         if isinstance(action, (ReleaseNode, OfflineNode, ClearNode, JoinNode, RegisterSlot,
-                               LaunchInstance)) and action.hostname not in slots:
+                               LaunchInstance)) and policy.pool_of_slot(action.hostname) is None:
             problems.append(f"{type(action).__name__} on {action.hostname}, not one of our slots")
         if isinstance(action, RegisterSlot) and action.hostname in taken_slots:
             problems.append(f"slot {action.hostname} re-registered while an instance has it")

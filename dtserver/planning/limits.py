@@ -20,20 +20,19 @@ class Budget:
         self.pool_cores: Counter[str] = Counter()
         self.in_flight = sum(1 for record in live if record.state in
                              (NodeState.LAUNCHING, NodeState.BOOTING))
-        taken: dict[str, set[str]] = {}
+        self._taken: dict[str, set[str]] = {}
         for record in live:
             self.pool_cores[record.pool] += record.cores
-            taken.setdefault(record.pool, set()).add(record.hostname)
-        self._free_slots = {
-            pool.name: [slot for slot in pool.slot_names if slot not in taken.get(pool.name, ())]
-            for pool in policy.pools}
+            self._taken.setdefault(record.pool, set()).add(record.hostname)
+        # Listed on first use: most passes launch nothing and never ask.
+        self._free_slots_by_pool: dict[str, list[str]] = {}
         self._new_cores: Counter[str] = Counter()
         self._new_ram: Counter[str] = Counter()
         self._new_count: Counter[str] = Counter()
 
     def refusal(self, pool: Pool, flavor: Flavor) -> str | None:
         """Why one more `flavor` instance in `pool` would break a limit; None if it fits."""
-        if not self._free_slots[pool.name]:
+        if not self._free_slots(pool):
             return f"pool {pool.name} at max_nodes={pool.max_nodes}"
         if pool.max_cores is not None and self.pool_cores[pool.name] + flavor.cores > pool.max_cores:
             return (f"pool {pool.name} at max_cores={pool.max_cores} "
@@ -58,7 +57,7 @@ class Budget:
 
     def take(self, pool: Pool, flavor: Flavor) -> str:
         """Reserve a slot and the cores; returns the slot's hostname."""
-        hostname = self._free_slots[pool.name].pop(0)
+        hostname = self._free_slots(pool).pop(0)
         self.cores_used += flavor.cores
         self.pool_cores[pool.name] += flavor.cores
         self.in_flight += 1
@@ -69,14 +68,23 @@ class Budget:
 
     def give_back(self, pool: Pool, flavor: Flavor, hostname: str) -> None:
         """Undo a take() when a multi-node job cannot get all its nodes."""
-        self._free_slots[pool.name].insert(0, hostname)
-        self._free_slots[pool.name].sort(key=pool.slot_names.index)
+        free = self._free_slots(pool)
+        free.insert(0, hostname)
+        free.sort(key=pool.slot_names.index)
         self.cores_used -= flavor.cores
         self.pool_cores[pool.name] -= flavor.cores
         self.in_flight -= 1
         self._new_cores[pool.project] -= flavor.cores
         self._new_ram[pool.project] -= flavor.mem_mb
         self._new_count[pool.project] -= 1
+
+    def _free_slots(self, pool: Pool) -> list[str]:
+        free = self._free_slots_by_pool.get(pool.name)
+        if free is None:
+            taken = self._taken.get(pool.name, set())
+            free = [slot for slot in pool.slot_names if slot not in taken]
+            self._free_slots_by_pool[pool.name] = free
+        return free
 
 
 def launch_block(pool: Pool, snapshot: Snapshot, now: datetime) -> str | None:
@@ -96,4 +104,3 @@ def launch_block(pool: Pool, snapshot: Snapshot, now: datetime) -> str | None:
         return (f"pool {pool.name} backing off until {health.backoff_until:%Y-%m-%dT%H:%M:%SZ} "
                 f"after {kind}: {health.last_message}")
     return None
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Mapping
 
 from dtserver.actions import (
     AdoptInstance, DeleteInstance, JoinNode, MarkDown, PokeScheduler, RegisterSlot,
@@ -29,14 +30,9 @@ class Lifecycle:
         self.snapshot = snapshot
         self.policy = policy
         self.now = now
-        self.nodes: dict[str, Node] | None = (
-            None if snapshot.nodes is None else {node.name: node for node in snapshot.nodes})
-        self.instances: dict[str, Instance] | None = None
-        self.by_record: dict[str, Instance] = {}
-        if snapshot.instances is not None:
-            self.instances = {instance.id: instance for instance in snapshot.instances}
-            self.by_record = {instance.record_id: instance for instance in snapshot.instances
-                              if instance.record_id}
+        self.nodes: Mapping[str, Node] | None = snapshot.node_by_name
+        self.instances: Mapping[str, Instance] | None = snapshot.instance_by_id
+        self.by_record: Mapping[str, Instance] = snapshot.instance_by_record
         self.actions: list = []
         self.notes: list[str] = []
         self.poke = False

@@ -13,7 +13,7 @@ from dtserver.policy import Policy
 def reclaimable(snapshot: Snapshot) -> dict[str, NodeRecord]:
     """Nodes drained for idleness and still empty: new demand may clear them instead of
     launching an instance."""
-    nodes = {node.name: node for node in snapshot.nodes or ()}
+    nodes = snapshot.node_by_name or {}
     return {record.hostname: record for record in snapshot.records
             if record.state is NodeState.OFFLINE and record.drain is DrainKind.IDLE
             and record.hostname in nodes and not nodes[record.hostname].jobs

@@ -45,7 +45,7 @@ def default_max_nodes(jobs: Sequence[SwfJob], flavors: Sequence[Flavor]) -> int:
 
 
 def replay(trace: SwfTrace, configurations: Sequence[SimSettings], *,
-           prices: Mapping[str, float] | None = None, shape: str = "fill") -> Replay:
+           prices: Mapping[str, float] | None = None, shape: str = "native") -> Replay:
     """Every configuration replays the same jobs: those that fit each one's pool. A
     configuration whose max_nodes is 0 gets the trace-sized default."""
     if not configurations:
@@ -54,7 +54,8 @@ def replay(trace: SwfTrace, configurations: Sequence[SimSettings], *,
                      or default_max_nodes(trace.jobs, settings.flavors))
              for settings in configurations]
     mapped = [map_jobs(trace.jobs, settings.flavors, max_nodes=settings.max_nodes,
-                       max_cores=settings.max_cores, shape=shape) for settings in sized]
+                       max_cores=settings.max_cores, shape=shape,
+                       node_cores=trace.cores_per_node) for settings in sized]
     too_big: dict[int, TooBig] = {}
     for _, refused in mapped:
         for job in refused:

@@ -61,6 +61,16 @@ class SwfTrace:
         return int(value) if value.lstrip("-").isdigit() else None
 
     @property
+    def cores_per_node(self) -> int | None:
+        """Processors per node of the traced machine (MaxProcs / MaxNodes, rounded down);
+        None when the header does not give both."""
+        counts = [self.header.get(key, "") for key in ("MaxProcs", "MaxNodes")]
+        if not all(count.isdigit() and int(count) > 0 for count in counts):
+            return None
+        procs, nodes = map(int, counts)
+        return max(1, procs // nodes)
+
+    @property
     def span_seconds(self) -> float:
         return self.jobs[-1].submit - self.jobs[0].submit if self.jobs else 0.0
 

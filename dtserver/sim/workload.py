@@ -1,7 +1,12 @@
 """Trace jobs -> TORQUE submissions for one pool of flavors.
 
-A job of `c` cores that fits the largest flavor (L cores) asks for one node
-(`nodes=1:ppn=c`). A larger one asks, by `shape`:
+The default shape, "native", asks as the traced machine ran the job: one that fitted a
+node of that machine (its header's MaxProcs / MaxNodes cores) may have shared memory and
+stays on one node; one that did not spanned nodes there, so it is message-passing and asks
+as "split" does. Without those header fields it is "fill".
+
+In the other shapes, a job of `c` cores that fits the largest flavor (L cores) asks for one
+node (`nodes=1:ppn=c`). A larger one asks, by `shape`:
 - "even": as few nodes as L allows, the cores spread evenly (`nodes=n:ppn=ceil(c/n)`,
   n = ceil(c/L)); it over-asks by less than n cores, and each node-slice may fit a
   flavor badly (36 cores on 16-core flavors: 3 x 12);
@@ -59,15 +64,19 @@ class TooBig:
     reason: str
 
 
-SHAPES = ("fill", "even", "split")
+SHAPES = ("native", "fill", "even", "split")
 
 
-def node_parts(cores: int, largest: int, shape: str = "fill",
-               sizes: Sequence[int] = ()) -> tuple[tuple[int, int], ...]:
+def node_parts(cores: int, largest: int, shape: str = "native", sizes: Sequence[int] = (),
+               node_cores: int | None = None) -> tuple[tuple[int, int], ...]:
     """(nodes, ppn) parts for a job of `cores` on flavors of at most `largest` cores
-    (`sizes`: the flavors' core counts, for "split")."""
+    (`sizes`: the flavors' core counts, for "split"; `node_cores`: cores per node of the
+    traced machine, for "native")."""
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
+    if shape == "native":
+        spanned_nodes = node_cores is not None and cores > node_cores
+        shape = "split" if spanned_nodes else "fill"
     if shape == "split":
         parts: list[tuple[int, int]] = []
         rest = cores
@@ -92,11 +101,13 @@ def pool_capacity(flavors: Sequence[Flavor], max_nodes: int,
 
 
 def map_jobs(jobs: Iterable[SwfJob], flavors: Sequence[Flavor], *, max_nodes: int,
-             max_cores: int | None = None, shape: str = "fill"
-             ) -> tuple[list[SimJob], list[TooBig]]:
+             max_cores: int | None = None, shape: str = "native",
+             node_cores: int | None = None) -> tuple[list[SimJob], list[TooBig]]:
     """Submissions for the jobs that fit; the ones the pool can never run, skipped with
-    the reason (capping them would replay a different job)."""
+    the reason (capping them would replay a different job). `node_cores`: cores per node
+    of the traced machine (SwfTrace.cores_per_node), for the "native" shape."""
     largest = max(flavor.cores for flavor in flavors)
+    sizes = [flavor.cores for flavor in flavors]
     node_cap, core_cap = pool_capacity(flavors, max_nodes, max_cores)
     mapped: list[SimJob] = []
     too_big: list[TooBig] = []
@@ -104,7 +115,7 @@ def map_jobs(jobs: Iterable[SwfJob], flavors: Sequence[Flavor], *, max_nodes: in
     for position, job in enumerate(jobs):
         if origin is None:
             origin = job.submit    # arrivals count from the first job, run or not
-        parts = node_parts(job.cores, largest, shape, [flavor.cores for flavor in flavors])
+        parts = node_parts(job.cores, largest, shape, sizes, node_cores)
         nodes = sum(count for count, _ in parts)
         asked = sum(count * ppn for count, ppn in parts)
         if nodes > node_cap or asked > core_cap:

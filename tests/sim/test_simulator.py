@@ -241,6 +241,32 @@ def test_split_shape_asks_for_nodes_of_the_flavor_sizes():
     assert node_parts(9, 16, "split", [16]) == node_parts(9, 16, "fill") == ((1, 9),)
 
 
+def test_native_shape_keeps_a_job_on_one_node_only_where_its_machine_did():
+    sizes = [1, 2, 4, 8, 16]
+    # Nodes of 8 cores on the traced machine: a job up to 8 cores may share memory.
+    assert node_parts(6, 16, "native", sizes, node_cores=8) == ((1, 6),)
+    # 12 cores spanned two nodes there, so it is message-passing: nodes of flavor sizes.
+    assert node_parts(12, 16, "native", sizes, node_cores=8) == ((1, 8), (1, 4))
+    # A single-processor-node machine (an SP2): every parallel job spans nodes.
+    assert node_parts(9, 16, "native", sizes, node_cores=1) == ((1, 8), (1, 1))
+    assert node_parts(1, 16, "native", sizes, node_cores=1) == ((1, 1),)
+    # A job one node held there but no flavor holds here: the fewest nodes.
+    assert node_parts(24, 16, "native", sizes, node_cores=32) == ((1, 16), (1, 8))
+    # The header did not say: as "fill".
+    assert node_parts(9, 16, "native", sizes) == node_parts(9, 16, "fill") == ((1, 9),)
+
+
+def test_replay_reads_the_machine_node_size_from_the_trace_header():
+    header = ["; MaxNodes: 16", "; MaxProcs: 16"]
+    trace = parse_swf([*header, line(1, 0, 600, 6)])
+    [run] = replay(trace, [settings(check_invariants=False)]).runs
+    [job] = run.result.jobs
+    assert job.job.parts == ((1, 4), (1, 2))
+    assert sorted(life.cores for life in run.result.instances) == [2, 4]
+    assert replay(trace, [settings(check_invariants=False)], shape="fill"
+                  ).runs[0].result.jobs[0].job.parts == ((1, 6),)
+
+
 def test_a_quiet_week_between_jobs_is_no_stall():
     result = simulate(jobs_of(line(1, 0, 60, 1), line(2, 10 * 86400, 60, 1)),
                       settings(check_invariants=False))

@@ -88,3 +88,15 @@ def test_jobs_are_sorted_by_submit_time():
 def test_concurrency_profile_sums_overlapping_jobs():
     profile = list(concurrency_profile([(0, 10, 4), (5, 15, 2), (10, 20, 1)]))
     assert profile == [(0, 4), (5, 6), (10, 3), (15, 1), (20, 0)]
+
+
+def test_the_header_tells_the_cores_per_node_of_the_traced_machine():
+    def cores_per_node(*header: str) -> int | None:
+        return parse_swf([*header, line(1, 0, 60, 1)]).cores_per_node
+
+    assert cores_per_node("; MaxNodes: 100", "; MaxProcs: 100") == 1
+    assert cores_per_node("; MaxNodes: 151", "; MaxProcs: 2004") == 13
+    assert cores_per_node("; MaxProcs: 64") is None
+    assert cores_per_node("; MaxNodes: 0", "; MaxProcs: 64") is None
+    assert cores_per_node("; MaxNodes: -1", "; MaxProcs: 64") is None
+    assert cores_per_node("; MaxNodes: many", "; MaxProcs: 64") is None
