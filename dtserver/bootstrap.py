@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from dtserver.batch import Batch
 from dtserver.batch.hosts import HostsFile
@@ -62,12 +61,12 @@ class FakeWorld:
 
 
 def build_fake_world(clock: Clock, *, flavors: Sequence[Flavor] = DEMO_FLAVORS,
-                     boot_delay: float = 60.0, quota: Quota = Quota(),
+                     boot_delay: float | Callable[[], float] = 60.0, quota: Quota = Quota(),
                      scheduler_iteration: float = 600.0) -> FakeWorld:
     lock = threading.RLock()
     emulator = TorqueEmulator(clock, scheduler_iteration=scheduler_iteration)
     nova = FakeNova(clock, flavors=flavors, images=(DEMO_IMAGE,), quota=quota,
-                    boot_delay=timedelta(seconds=boot_delay))
+                    boot_delay=boot_delay)
 
     def mom_starts(server: FakeServer) -> None:
         # From microversion 2.47 a server embeds its flavor's vcpus and ram, not its id.

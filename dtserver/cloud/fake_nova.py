@@ -148,7 +148,7 @@ class FakeNova:
         quota: Quota = Quota(),
         networks: Mapping[str, str] | None = None,
         keypairs: Iterable[str] | None = None,
-        boot_delay: timedelta | float = 1.0,
+        boot_delay: timedelta | float | Callable[[], float] = 1.0,
         delete_delay: timedelta | float = 0.3,
         microversion: str = "2.96",
         max_limit: int = 1000,
@@ -157,7 +157,8 @@ class FakeNova:
     ) -> None:
         """`quota` holds the project's limits (None = unlimited); `networks` maps id -> name
         (default: the harness's `private`); `keypairs` None accepts any key name;
-        `max_limit` is Nova's page size when a list asks for no or a larger limit."""
+        `max_limit` is Nova's page size when a list asks for no or a larger limit;
+        `boot_delay` may be a function, drawn once per create (seconds)."""
         self.clock = clock
         self.api_version = api_versions.APIVersion(microversion)
         self.servers = FakeServerManager(self)
@@ -175,7 +176,11 @@ class FakeNova:
         self._networks = dict(networks) if networks is not None else {
             DEFAULT_NETWORK: DEFAULT_NETWORK_NAME}
         self._keypairs = frozenset(keypairs) if keypairs is not None else None
-        self._boot_delay = _as_delta(boot_delay)
+        if callable(boot_delay):
+            self._boot_delay = lambda: _as_delta(boot_delay())
+        else:
+            fixed = _as_delta(boot_delay)
+            self._boot_delay = lambda: fixed
         self._delete_delay = _as_delta(delete_delay)
         self._max_limit = max_limit
         self._new_id = id_factory or (lambda: str(uuid.uuid4()))
@@ -326,13 +331,14 @@ class FakeNova:
                 raise nova_exc.BadRequest(
                     400, "The requested availability zone is not available")
             self._check_quota(flavor_value)
+            boot_delay = self._boot_delay()
             server = self._new_server(
                 name=name, flavor=flavor_value, image=image, zone=availability_zone,
                 key_name=key_name, security_groups=tuple(security_groups or ("default",)),
                 metadata=metadata, tags=tag_list, user_data=encoded, network=network,
                 outcome=self._boot_outcome(name))
             if server.outcome != "never":
-                self._schedule(self._boot_delay, "boot", server.id)
+                self._schedule(boot_delay, "boot", server.id)
             else:
                 server.task_state = "spawning"
             if failure is not None:

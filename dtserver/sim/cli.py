@@ -79,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="job_poller_interval in seconds (default 10)")
     parser.add_argument("--no-hook", action="store_true",
                         help="no submit filter: arrivals wait for the next poll")
-    parser.add_argument("--shape", choices=SHAPES, default="fill",
-                        help="how a job asks for nodes: fill (the default: one node up to "
-                             "the largest flavor, else nodes=2:ppn=16+1:ppn=4), even "
+    parser.add_argument("--shape", choices=SHAPES, default="native",
+                        help="how a job asks for nodes: native (the default: a job that "
+                             "fitted a node of the traced machine, MaxProcs/MaxNodes cores, "
+                             "as fill, a larger one as split), fill (one node up to the "
+                             "largest flavor, else nodes=2:ppn=16+1:ppn=4), even "
                              "(nodes=3:ppn=12) or split (nodes of the flavors' sizes: "
                              "nodes=1:ppn=8+1:ppn=1 for 9 cores)")
     parser.add_argument("--no-packing", action="store_true",

@@ -40,7 +40,7 @@ from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
 from dtserver.sim.workload import QUEUE, SimJob
-from dtserver.sim.world import IncrementalNovaCloud, InvariantWatch, SampledBootCloud
+from dtserver.sim.world import IncrementalNovaCloud, InvariantWatch
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,8 @@ class Simulation:
         self.clock = FakeClock(start)
         self.origin = start + WARMUP
         self.world = build_fake_world(self.clock, flavors=settings.flavors,
-                                      boot_delay=settings.boot_delay.mean,
+                                      boot_delay=settings.boot_delay.sampler(
+                                          random.Random(settings.seed)),
                                       scheduler_iteration=settings.scheduler_iteration)
         self.store = MemoryStore()
         # The observer reads what TORQUE shows; the reconciler uses it too unless faithful.
@@ -214,9 +215,6 @@ class Simulation:
         cloud: Cloud = (NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock)
                         if settings.faithful
                         else IncrementalNovaCloud(self.world.nova, cluster_id=CLUSTER))
-        if settings.boot_delay.kind != "fixed":
-            cloud = SampledBootCloud(cloud, self.world.nova,
-                                     settings.boot_delay.sampler(random.Random(settings.seed)))
         ids = itertools.count()
         self.reconciler = Reconciler(batch=batch, cloud=cloud, store=self.store,
                                      clock=self.clock, policy=self.policy, torque_server="vm",

@@ -1,16 +1,15 @@
 """What the scenario tests and the simulator share: the safety invariants of DESIGN.md §4
 checked against the emulated world itself (TORQUE emulator and FakeNova), not against
-our records, and a Cloud whose instances boot after sampled delays."""
+our records."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Callable
+from datetime import datetime
 
 from dtserver.bootstrap import FakeWorld
-from dtserver.cloud import Cloud, CloudError
+from dtserver.cloud import CloudError
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import NovaCloud
-from dtserver.model import DtError, Flavor, Instance, InstanceSpec, NodeState, Quota
+from dtserver.model import DtError, Instance, InstanceSpec, NodeState
 from dtserver.policy import Policy
 from dtserver.store import Store
 
@@ -86,33 +85,6 @@ class InvariantWatch:
         left += [f"record {record.hostname} ({record.state.value})"
                  for record in self.store.records() if record.state is not NodeState.DELETED]
         return left
-
-
-class SampledBootCloud:
-    """A Cloud over FakeNova in which each instance boots after its own sampled delay.
-
-    FakeNova has one boot delay for all; it is set afresh before each create."""
-
-    def __init__(self, cloud: Cloud, nova: FakeNova, sample: Callable[[], float]) -> None:
-        self._cloud = cloud
-        self._nova = nova
-        self._sample = sample
-
-    def flavors(self) -> tuple[Flavor, ...]:
-        return self._cloud.flavors()
-
-    def create_instance(self, spec: InstanceSpec) -> Instance:
-        self._nova._boot_delay = timedelta(seconds=max(0.0, self._sample()))
-        return self._cloud.create_instance(spec)
-
-    def owned_instances(self) -> tuple[Instance, ...]:
-        return self._cloud.owned_instances()
-
-    def delete_instance(self, instance_id: str) -> None:
-        self._cloud.delete_instance(instance_id)
-
-    def quota(self) -> Quota:
-        return self._cloud.quota()
 
 
 class IncrementalNovaCloud(NovaCloud):

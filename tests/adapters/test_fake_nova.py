@@ -65,6 +65,25 @@ def test_server_builds_then_turns_active_with_a_link_local_address_after_the_boo
     assert active.created == "2024-05-01T12:00:00Z"
 
 
+def test_a_boot_delay_function_is_drawn_once_per_server():
+    clock = FakeClock(T0)
+    delays = iter([3.0, 8.0])
+    nova = fake_nova(clock, boot_delay=lambda: next(delays))
+    fast, slow = boot(nova, "wn-1").id, boot(nova, "wn-2").id
+
+    clock.advance(3)
+    assert [nova.servers.get(fast).status, nova.servers.get(slow).status] == ["ACTIVE", "BUILD"]
+    clock.advance(5)
+    assert nova.servers.get(slow).status == "ACTIVE"
+
+
+def test_a_negative_drawn_boot_delay_is_refused_before_the_server_exists():
+    nova = fake_nova(boot_delay=lambda: -1.0)
+    with pytest.raises(ValueError, match="negative"):
+        boot(nova)
+    assert nova.servers.list() == []
+
+
 def test_zone_is_assigned_at_scheduling_when_none_was_asked_for():
     clock = FakeClock(T0)
     nova = fake_nova(clock, zones=("az1", "az2"))
