@@ -124,7 +124,8 @@ class SimSettings:
     faithful: bool = False            # TorqueBatch (qstat/pbsnodes XML) instead of direct
     every_tick: bool = False          # a pass at every tick: slow; shows skipping is exact
     seed: int = 1
-    stall_limit: float = 7 * 86400.0  # give up when nothing ran or ended for this long
+    # Give up when jobs wait and none started or ended for this long.
+    stall_limit: float = 7 * 86400.0
 
     def policy(self) -> Policy:
         pool = Pool("sim", self.flavors, DEMO_IMAGE, max_nodes=self.max_nodes,
@@ -255,7 +256,9 @@ class Simulation:
             stop = self._next_stop()
             arrival = (self._arrival(self.jobs[self._next_job])
                        if self._next_job < len(self.jobs) else None)
-            stalled = stop is not None and stop != arrival and \
+            # Jobs that run long are no stall; jobs that wait and never start are.
+            waiting = self._next_job - len(self.tracking.start) - len(self.tracking.rejected)
+            stalled = stop is not None and stop != arrival and waiting > 0 and \
                 (stop - self._progress).total_seconds() > self.settings.stall_limit
             if stop is None or stalled:
                 log.warning("simulation stalled at=%s jobs_left=%d", stop,

@@ -13,7 +13,7 @@ from dtserver.sim.cli import main as simulate_main
 from dtserver.sim.metrics import fcfs_waits, measure, timeline
 from dtserver.sim.replay import replay
 from dtserver.sim.runner import (
-    BootDelay, SimSettings, SimulationError, dynamic_torque_settings, simulate)
+    BootDelay, Simulation, SimSettings, SimulationError, dynamic_torque_settings, simulate)
 from dtserver.sim.swf import parse_swf
 from dtserver.sim.workload import SimJob, map_jobs, node_parts
 from tests.sim.test_swf import line
@@ -271,3 +271,18 @@ def test_a_quiet_week_between_jobs_is_no_stall():
     result = simulate(jobs_of(line(1, 0, 60, 1), line(2, 10 * 86400, 60, 1)),
                       settings(check_invariants=False))
     assert result.finished and all(run.end is not None for run in result.jobs)
+
+
+def test_a_job_running_longer_than_the_stall_limit_is_no_stall():
+    result = simulate(jobs_of(line(1, 0, 10 * 86400, 1)), settings(check_invariants=False))
+    [run] = result.jobs
+    assert result.finished and run.end == run.start + 10 * 86400
+
+
+def test_a_job_that_can_never_start_stops_the_replay_as_stalled():
+    # Every instance goes to ERROR: the pool backs off, then stops; the job waits on.
+    simulation = Simulation(jobs_of(line(1, 0, 60, 1)),
+                            settings(check_invariants=False, stall_limit=6 * 3600))
+    simulation.world.nova.error_on_boot("sim-")
+    result = simulation.run()
+    assert not result.finished and result.jobs[0].start is None
