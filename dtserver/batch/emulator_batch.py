@@ -28,10 +28,10 @@ from dtserver.batch.torque_commands import CommandResult, Runner
 from dtserver.model import Job, JobState, Node, Request
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# The fields a cached value depends on: mtime moves with every change qstat shows.
+# What a cached value depends on: a job's mtime moves with every change qstat shows, a
+# node's `changes` with every change of the node (serial tells a re-created one apart).
 _JOB_KEY = operator.attrgetter("mtime", "state", "comment", "hold_types")
-_NODE_KEY = operator.attrgetter("serial", "np", "down", "offline", "list_not_sent", "note",
-                                "reported_at", "status_ncpus")
+_NODE_KEY = operator.attrgetter("serial", "changes")
 _JOB_STATES = {state.value: state for state in JobState}
 
 
@@ -44,8 +44,7 @@ class EmulatorBatch:
         self.runner = CountingRunner(runner or emulator)
         self._commands = TorqueBatch(self.runner, queues=self._queues)
         self._jobs: dict[str, tuple[tuple[Any, ...], Job]] = {}
-        # name -> (scalar fields, Node, slots and properties as they were)
-        self._nodes: dict[str, tuple[tuple[Any, ...], Node, dict, list]] = {}
+        self._nodes: dict[str, tuple[tuple[Any, ...], Node]] = {}
         self._last_jobs: tuple[tuple[Any, ...], tuple[Job, ...]] | None = None
         self._last_nodes: tuple[tuple[Any, ...], tuple[Node, ...]] | None = None
         self._requests: dict[tuple[tuple[str, str], ...],
@@ -92,14 +91,13 @@ class EmulatorBatch:
             if self._last_nodes is not None and self._last_nodes[0] == generation:
                 return self._last_nodes[1]
             cache = self._nodes
-            fresh: dict[str, tuple[tuple[Any, ...], Node, dict, list]] = {}
+            fresh: dict[str, tuple[tuple[Any, ...], Node]] = {}
             nodes: list[Node] = []
             for entry in state.nodes.values():
                 key = _NODE_KEY(entry)
                 cached = cache.get(entry.name)
-                if (cached is None or cached[0] != key or cached[2] != entry.slots
-                        or cached[3] != entry.properties):
-                    cached = (key, _node(entry), dict(entry.slots), list(entry.properties))
+                if cached is None or cached[0] != key:
+                    cached = (key, _node(entry))
                 fresh[entry.name] = cached
                 nodes.append(cached[1])
             self._nodes = fresh

@@ -210,6 +210,14 @@ class _NodeEntry:
     reported_at: float | None = None     # first report of the current streak
     status_ncpus: int = 0
     status_mem_kb: int = 0
+    # Moves with every change of a field and of `slots`: readers that keep a view of
+    # the node (EmulatorBatch) rebuild it only then.
+    changes: int = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "changes":
+            object.__setattr__(self, "changes", getattr(self, "changes", 0) + 1)
 
 
 @dataclass(slots=True)
@@ -665,8 +673,10 @@ class TorqueEmulator:
             return
         if state.sched_dirty:
             candidates = list(state.jobs.values())
+            # Full nodes are left out: no job could take a core of theirs.
             free = {name: [core for core in range(node.np) if core not in node.slots]
-                    for name, node in state.nodes.items() if self._is_usable(node)}
+                    for name, node in state.nodes.items()
+                    if len(node.slots) < node.np and self._is_usable(node)}
         else:
             candidates = [state.jobs[job_id] for job_id in state.sched_new
                           if job_id in state.jobs]
@@ -768,8 +778,10 @@ class TorqueEmulator:
     def _start(self, job: _JobEntry, placement: list[tuple[str, list[int]]]) -> None:
         now = self._state.now
         for name, cores in placement:
+            node = self._state.nodes[name]
             for core in cores:
-                self._state.nodes[name].slots[core] = job.id
+                node.slots[core] = job.id
+            node.changes += 1
         job.exec_slots = placement
         job.state = "R"
         job.start_time = now
@@ -808,9 +820,12 @@ class TorqueEmulator:
     def _release_slots(self, job: _JobEntry) -> None:
         for name, cores in job.exec_slots:
             node = self._state.nodes.get(name)
+            if node is None:
+                continue
             for core in cores:
-                if node is not None and node.slots.get(core) == job.id:
+                if node.slots.get(core) == job.id:
                     del node.slots[core]
+            node.changes += 1
 
     def _requeue(self, job: _JobEntry) -> None:
         """What pbs_server does to a job whose node is deleted under it (45_)."""

@@ -75,6 +75,28 @@ def test_an_unchanged_emulator_answers_with_the_same_values():
     assert direct.jobs() == first[0]
 
 
+def test_nodes_changed_in_place_or_recreated_are_read_afresh():
+    clock, emulator, direct, xml = world()
+    direct.register_slot("cn-001", 4, CLOUD, "slot")
+    clock.advance(11)
+    direct.join_node("cn-001", "10.0.0.1", 4, CLOUD)
+    emulator.mom_up("cn-001", 4, 8192)
+    clock.advance(20)
+    assert_same(direct, xml)
+    direct.runner.run(["qmgr", "-c", "set node cn-001 properties += gpu"])
+    assert direct.nodes()[0].properties == CLOUD | {"gpu"}
+    emulator.submit(resources={"nodes": "1:ppn=3"}, runtime=60)
+    direct.poke_scheduler()
+    assert direct.nodes()[0].used_cores == 3          # a slot taken, no field set
+    assert_same(direct, xml)
+    clock.advance(61)
+    assert direct.nodes()[0].used_cores == 0
+    direct.runner.run(["qmgr", "-c", "delete node cn-001"])
+    direct.register_slot("cn-001", 4, CLOUD, "slot")
+    assert_same(direct, xml)
+    assert direct.nodes()[0].note == "slot" and not direct.nodes()[0].has_reported
+
+
 def test_a_server_outage_makes_both_reads_unavailable():
     _, emulator, direct, _ = world()
     emulator.set_down(True)
