@@ -141,15 +141,17 @@ class Node:
     has_reported: bool = False               # <status> present: a mom reported at least once
     ncpus: int | None = None                 # from status, when reported
 
-    @property
+    # Cached: the planner asks every node on every pass, and a node value is kept
+    # across passes while it does not change.
+    @cached_property
     def is_down(self) -> bool:
         return "down" in self.states
 
-    @property
+    @cached_property
     def is_offline(self) -> bool:
         return "offline" in self.states
 
-    @property
+    @cached_property
     def is_ready(self) -> bool:
         """The mom reports and the server would schedule onto it (offline aside)."""
         return self.has_reported and not self.is_down and not (

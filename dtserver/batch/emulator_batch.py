@@ -8,8 +8,9 @@ and nodes that did not change since the last read. Changes still go through Torq
 as commands, so the emulator's rules for qmgr and pbsnodes apply unchanged.
 
 When the emulator has processed no event, taken no submission and run no command since the
-last read, the last answer is returned as it was. Commands sent to the same emulator by
-anyone else must therefore go through `runner`, which counts them.
+last read, the last job list is returned as it was (commands sent to the same emulator by
+anyone else must therefore go through `runner`, which counts them); the last node list, as
+long as the emulator's nodes_version() stays the same.
 
 It reads the emulator's private state on purpose: it is the emulator's sibling and exists
 only to make that state cheap to observe. The simulator also asks it when each job ran.
@@ -87,8 +88,8 @@ class EmulatorBatch:
             state = emulator._state
             if state.server_down:
                 raise BatchUnavailable("pbsnodes: cannot connect to server (emulated outage)")
-            generation = self._generation()
-            if self._last_nodes is not None and self._last_nodes[0] == generation:
+            version = emulator.nodes_version()
+            if self._last_nodes is not None and self._last_nodes[0] == version:
                 return self._last_nodes[1]
             cache = self._nodes
             fresh: dict[str, tuple[tuple[Any, ...], Node]] = {}
@@ -101,7 +102,7 @@ class EmulatorBatch:
                 fresh[entry.name] = cached
                 nodes.append(cached[1])
             self._nodes = fresh
-            self._last_nodes = (generation, tuple(nodes))
+            self._last_nodes = (version, tuple(nodes))
             return self._last_nodes[1]
 
     def run_times(self, job_id: str) -> tuple[datetime, datetime | None, tuple[str, ...]] | None:

@@ -217,7 +217,19 @@ class _NodeEntry:
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         if name != "changes":
-            object.__setattr__(self, "changes", getattr(self, "changes", 0) + 1)
+            self.touch()
+
+    def touch(self) -> None:
+        """Count a change made in place (`slots`) or by assignment."""
+        object.__setattr__(self, "changes", getattr(self, "changes", 0) + 1)
+        _NodeEdits.count += 1
+
+
+class _NodeEdits:
+    """Changes to any node entry of any emulator in this process: a reader that sees the
+    same count and the same number of entries knows that no entry changed."""
+
+    count = 0
 
 
 @dataclass(slots=True)
@@ -548,6 +560,13 @@ class TorqueEmulator:
             self.advance()
             return tuple(self._node_view(node) for node in self._state.nodes.values())
 
+    def nodes_version(self) -> tuple[int, int]:
+        """Differs from an earlier answer whenever a node entry changed, came or went since
+        (it may also differ when none did)."""
+        with self._lock:
+            self.advance()
+            return _NodeEdits.count, len(self._state.nodes)
+
     def node(self, name: str) -> EmulatedNode:
         with self._lock:
             self.advance()
@@ -781,7 +800,7 @@ class TorqueEmulator:
             node = self._state.nodes[name]
             for core in cores:
                 node.slots[core] = job.id
-            node.changes += 1
+            node.touch()
         job.exec_slots = placement
         job.state = "R"
         job.start_time = now
@@ -825,7 +844,7 @@ class TorqueEmulator:
             for core in cores:
                 if node.slots.get(core) == job.id:
                     del node.slots[core]
-            node.changes += 1
+            node.touch()
 
     def _requeue(self, job: _JobEntry) -> None:
         """What pbs_server does to a job whose node is deleted under it (45_)."""
