@@ -12,8 +12,9 @@ last read, the last job list is returned as it was (commands sent to the same em
 anyone else must therefore go through `runner`, which counts them); the last node list, as
 long as the emulator's nodes_version() stays the same.
 
-It reads the emulator's private state on purpose: it is the emulator's sibling and exists
-only to make that state cheap to observe. The simulator also asks it when each job ran.
+It reads the emulator's state through TorqueEmulator.reading() on purpose: it is the
+emulator's sibling and exists only to make that state cheap to observe. The simulator also
+asks it when each job ran.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 from dtserver import nodespec
 from dtserver.batch import BatchUnavailable
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_emulator import _CYCLE, _PURGE, TorqueEmulator
+from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.batch.torque_commands import CommandResult, Runner
 from dtserver.model import Job, JobState, Node, Request
 
@@ -55,13 +56,10 @@ class EmulatorBatch:
 
     def jobs(self) -> tuple[Job, ...]:
         """What TorqueBatch.jobs() returns over the same emulator (`qstat -x -t`)."""
-        emulator = self._emulator
-        with emulator._lock:
-            emulator.advance()
-            state = emulator._state
+        with self._emulator.reading() as state:
             if state.server_down:
                 raise BatchUnavailable("qstat: cannot connect to server (emulated outage)")
-            generation = self._generation()
+            generation = self._generation(state)
             if self._last_jobs is not None and self._last_jobs[0] == generation:
                 return self._last_jobs[1]
             entries = state.jobs
@@ -73,7 +71,8 @@ class EmulatorBatch:
                     continue
                 key = _JOB_KEY(entry)
                 cached = cache.get(entry.id)
-                job = cached[1] if cached is not None and cached[0] == key else self._job(entry)
+                job = (cached[1] if cached is not None and cached[0] == key
+                       else self._job(entry, state))
                 fresh[entry.id] = (key, job)
                 jobs.append(job)
             self._jobs = fresh
@@ -82,13 +81,10 @@ class EmulatorBatch:
 
     def nodes(self) -> tuple[Node, ...]:
         """What TorqueBatch.nodes() returns over the same emulator (`pbsnodes -x`)."""
-        emulator = self._emulator
-        with emulator._lock:
-            emulator.advance()
-            state = emulator._state
+        with self._emulator.reading() as state:
             if state.server_down:
                 raise BatchUnavailable("pbsnodes: cannot connect to server (emulated outage)")
-            version = emulator.nodes_version()
+            version = self._emulator.nodes_version()
             if self._last_nodes is not None and self._last_nodes[0] == version:
                 return self._last_nodes[1]
             cache = self._nodes
@@ -108,10 +104,8 @@ class EmulatorBatch:
     def run_times(self, job_id: str) -> tuple[datetime, datetime | None, tuple[str, ...]] | None:
         """When `job_id` started and completed (None while running) and its hosts; None
         while it has not started or once the server has purged it."""
-        emulator = self._emulator
-        with emulator._lock:
-            emulator.advance()
-            entry = emulator._state.jobs.get(job_id)
+        with self._emulator.reading() as state:
+            entry = state.jobs.get(job_id)
             if entry is None or entry.start_time is None:
                 return None
             end = None if entry.comp_time is None else _time(entry.comp_time)
@@ -123,13 +117,8 @@ class EmulatorBatch:
         show, other than a completed job leaving the list: purges are left out, and so
         are scheduler cycles unless `cycles` (a cycle with nothing queued starts nothing).
         Superseded events may still count: at worst a reader looks once for nothing."""
-        skipped = {_PURGE} if cycles else {_PURGE, _CYCLE}
-        emulator = self._emulator
-        with emulator._lock:
-            emulator.advance()
-            due = min((event[0] for event in emulator._state.events
-                       if event[1] not in skipped), default=None)
-            return None if due is None else _time(max(due, emulator._state.now))
+        self._emulator.advance()
+        return self._emulator.next_event_time(purges=False, cycles=cycles)
 
     # --- changes: the same commands TorqueBatch sends ---------------------------------------
 
@@ -153,17 +142,15 @@ class EmulatorBatch:
 
     # --- value builders ---------------------------------------------------------------------
 
-    def _generation(self) -> tuple[Any, ...]:
+    def _generation(self, state: Any) -> tuple[Any, ...]:
         """Changes whenever what qstat or pbsnodes show may have changed: every event
         processed or scheduled moves the event counters, every submission the job number,
         every command the runner's count; `sched_dirty` covers commands sent elsewhere
         until the next scheduler cycle."""
-        state = self._emulator._state
         return (state.event_seq, len(state.events), state.next_job_number, self.runner.count,
                 state.sched_dirty, state.server_down)
 
-    def _job(self, entry: Any) -> Job:
-        state = self._emulator._state
+    def _job(self, entry: Any, state: Any) -> Job:
         letter = entry.state
         if entry.children:
             letters = {state.jobs[child].state for child in entry.children}

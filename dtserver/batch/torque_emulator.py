@@ -50,10 +50,11 @@ import re
 import shlex
 import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from xml.sax.saxutils import escape
 
 from dtserver import nodespec
@@ -499,13 +500,21 @@ class TorqueEmulator:
         with self._lock:
             self._run_until(_epoch(self._clock.now()))
 
-    def next_event_time(self) -> datetime | None:
-        """When the next internal event is due (the simulator may jump the clock there)."""
+    def next_event_time(self, *, purges: bool = True, cycles: bool = True) -> datetime | None:
+        """When the next internal event is due (the simulator may jump the clock there),
+        leaving out job purges or scheduler cycles when asked. Superseded events among
+        those left out of the heap's order may still count."""
         with self._lock:
             self._drop_stale_events()
-            if not self._state.events:
-                return None
-            return _datetime(max(self._state.events[0][0], self._state.now))
+            events = self._state.events
+            if purges and cycles:
+                due = events[0][0] if events else None
+            else:
+                skipped = {kind for kind, wanted in ((_PURGE, purges), (_CYCLE, cycles))
+                           if not wanted}
+                due = min((event[0] for event in events if event[1] not in skipped),
+                          default=None)
+            return None if due is None else _datetime(max(due, self._state.now))
 
     def set_down(self, down: bool, *, trqauthd: bool = False) -> None:
         """Stop or start pbs_server; with `trqauthd` also trqauthd (48_server_down.txt)."""
@@ -559,6 +568,14 @@ class TorqueEmulator:
         with self._lock:
             self.advance()
             return tuple(self._node_view(node) for node in self._state.nodes.values())
+
+    @contextmanager
+    def reading(self) -> Iterator[_State]:
+        """The server's state brought up to the clock, under the lock, for a reader that
+        builds its own values from it (EmulatorBatch). It must not change anything."""
+        with self._lock:
+            self.advance()
+            yield self._state
 
     def nodes_version(self) -> tuple[int, int]:
         """Differs from an earlier answer whenever a node entry changed, came or went since
