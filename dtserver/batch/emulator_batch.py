@@ -143,7 +143,7 @@ class EmulatorBatch:
     # --- value builders ---------------------------------------------------------------------
 
     def _generation(self, state: Any) -> tuple[Any, ...]:
-        """Changes whenever what qstat or pbsnodes show may have changed: every event
+        """Changes whenever what qstat shows may have changed: every event
         processed or scheduled moves the event counters, every submission the job number,
         every command the runner's count; `sched_dirty` covers commands sent elsewhere
         until the next scheduler cycle."""

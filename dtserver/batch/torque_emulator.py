@@ -502,8 +502,8 @@ class TorqueEmulator:
 
     def next_event_time(self, *, purges: bool = True, cycles: bool = True) -> datetime | None:
         """When the next internal event is due (the simulator may jump the clock there),
-        leaving out job purges or scheduler cycles when asked. Superseded events among
-        those left out of the heap's order may still count."""
+        leaving out job purges or scheduler cycles when asked. Then superseded events
+        may still count: at worst the caller looks once for nothing."""
         with self._lock:
             self._drop_stale_events()
             events = self._state.events
