@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dtserver.sim.cli import DEFAULT_FLAVORS, parse_flavor  # noqa: E402
 from dtserver.sim.metrics import Metrics  # noqa: E402
 from dtserver.sim.replay import replay  # noqa: E402
+from dtserver.sim.report import describe_shape  # noqa: E402
 from dtserver.sim.runner import BootDelay, SimSettings, dynamic_torque_settings  # noqa: E402
 from dtserver.sim.swf import read_swf  # noqa: E402
 from dtserver.sim.workload import SHAPES  # noqa: E402
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}{sliced}: {len(result.jobs)} jobs, {trace.span_seconds / 86400:.0f} "
               f"days, boot {boot} s, flavors "
               + ", ".join(f"{flavor.name}:{flavor.cores}" for flavor in flavors)
-              + f", shape {args.shape}; {len(result.too_big)} too big; "
+              + f"; {describe_shape(trace, args.shape)}; {len(result.too_big)} too big; "
               f"skipped: {dict(trace.skipped)}")
         print(table([row(run.metrics) for run in result.runs]))
         new = result.runs[0].metrics

@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       max_nodes=0 if not args.max_nodes else args.max_nodes))
     trace = read_swf(args.trace, keep_cancelled=args.keep_cancelled, limit=args.limit)
     if not trace.jobs:
-        print(format_trace(trace, (), 0))
+        print(format_trace(trace, (), 0, args.shape))
         print("nothing to replay", file=sys.stderr)
         return 1
     try:
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimulationError as error:
         print(f"dtserver-simulate: {error}", file=sys.stderr)
         return 2
-    print(format_trace(trace, result.too_big, len(result.jobs)))
+    print(format_trace(trace, result.too_big, len(result.jobs), args.shape))
     print()
     print(format_table([run.metrics for run in result.runs],
                        title=f"{trace.name}, boot delay {settings.boot_delay} s"))
@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         data = as_data(trace, result.too_big, [(run.settings, run.metrics)
-                                               for run in result.runs], timelines)
+                                               for run in result.runs], timelines,
+                       shape=args.shape)
         args.json.write_text(json.dumps(data, indent=1) + "\n")
         print(f"\nJSON written to {args.json}")
     if args.plot:

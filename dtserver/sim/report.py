@@ -63,10 +63,21 @@ def format_table(runs: Sequence[Metrics], *, title: str = "") -> str:
     return "\n".join(text)
 
 
-def format_trace(trace: SwfTrace, too_big: Sequence[TooBig], replayed: int) -> str:
-    """What was read, skipped and why."""
+def describe_shape(trace: SwfTrace, shape: str) -> str:
+    """How the trace's jobs ask for nodes, in words."""
+    if shape != "native":
+        return f"job shape {shape}"
+    if trace.cores_per_node is None:
+        return "job shape native: the header gives no MaxProcs/MaxNodes, so as fill"
+    return (f"job shape native: the traced machine had {trace.cores_per_node} cores per "
+            f"node; larger jobs span nodes of the flavors' sizes")
+
+
+def format_trace(trace: SwfTrace, too_big: Sequence[TooBig], replayed: int,
+                 shape: str = "native") -> str:
+    """What was read, skipped and why, and how jobs ask for nodes."""
     lines = [f"trace {trace.name}: {replayed} jobs replayed over "
-             f"{trace.span_seconds / 86400:.1f} days"]
+             f"{trace.span_seconds / 86400:.1f} days; {describe_shape(trace, shape)}"]
     for reason, count in sorted(trace.skipped.items()):
         lines.append(f"  skipped {count}: {reason}")
     if trace.bad_lines:
@@ -81,10 +92,11 @@ def format_trace(trace: SwfTrace, too_big: Sequence[TooBig], replayed: int) -> s
 
 def as_data(trace: SwfTrace, too_big: Sequence[TooBig],
             runs: Sequence[tuple[SimSettings, Metrics]],
-            timelines: Sequence[Timeline] = ()) -> dict[str, Any]:
+            timelines: Sequence[Timeline] = (), shape: str = "native") -> dict[str, Any]:
     return {
         "trace": {
             "name": trace.name, "header": dict(trace.header), "jobs": len(trace.jobs),
+            "shape": shape, "cores_per_node": trace.cores_per_node,
             "skipped": dict(trace.skipped), "bad_lines": trace.bad_lines,
             "problems": to_jsonable(trace.problems),
             "too_big": to_jsonable(too_big),

@@ -231,6 +231,9 @@ def test_the_command_line_prints_a_table_and_writes_json_and_a_plot(tmp_path: Pa
     assert [run["settings"]["name"] for run in data["runs"]] == ["dynamictorque",
                                                                   "old-dynamic-torque"]
     assert data["runs"][0]["metrics"]["jobs"] == 2
+    # No MaxProcs/MaxNodes in the header: the native shape falls back to fill.
+    assert "job shape native: the header gives no MaxProcs/MaxNodes" in printed
+    assert (data["trace"]["shape"], data["trace"]["cores_per_node"]) == ("native", None)
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
