@@ -69,8 +69,9 @@ def describe_shape(trace: SwfTrace, shape: str) -> str:
         return f"job shape {shape}"
     if trace.cores_per_node is None:
         return "job shape native: the header gives no MaxProcs/MaxNodes, so as fill"
-    return (f"job shape native: the traced machine had {trace.cores_per_node} cores per "
-            f"node; larger jobs span nodes of the flavors' sizes")
+    cores = trace.cores_per_node
+    return (f"job shape native: the traced machine had {cores} core{'s' * (cores != 1)} "
+            f"per node; larger jobs span nodes of the flavors' sizes")
 
 
 def format_trace(trace: SwfTrace, too_big: Sequence[TooBig], replayed: int,

@@ -12,6 +12,7 @@ from dtserver.model import Flavor
 from dtserver.sim.cli import main as simulate_main
 from dtserver.sim.metrics import fcfs_waits, measure, timeline
 from dtserver.sim.replay import replay
+from dtserver.sim.report import describe_shape
 from dtserver.sim.runner import (
     BootDelay, Simulation, SimSettings, SimulationError, dynamic_torque_settings, simulate)
 from dtserver.sim.swf import parse_swf
@@ -289,3 +290,11 @@ def test_a_job_that_can_never_start_stops_the_replay_as_stalled():
     simulation.world.nova.error_on_boot("sim-")
     result = simulation.run()
     assert not result.finished and result.jobs[0].start is None
+
+
+def test_the_report_names_the_shape_and_the_traced_machine_node_size():
+    sp2 = parse_swf(["; MaxNodes: 100", "; MaxProcs: 100", line(1, 0, 60, 1)])
+    gaia = parse_swf(["; MaxNodes: 151", "; MaxProcs: 2004", line(1, 0, 60, 1)])
+    assert "had 1 core per node" in describe_shape(sp2, "native")
+    assert "had 13 cores per node" in describe_shape(gaia, "native")
+    assert describe_shape(gaia, "split") == "job shape split"
