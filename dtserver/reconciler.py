@@ -3,6 +3,7 @@
 Only one reconciler may act on a cluster: `run_forever` holds an exclusive lock file. Every
 external call is preceded by the record that describes it, so a crash at any point leaves
 enough in the store (and in Nova's metadata) for the next pass to finish or undo the step.
+It also publishes its pool catalogue in the store, for the API's hint verdicts.
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ from dtserver.batch import Batch, BatchError, BatchUnavailable
 from dtserver.clock import Clock
 from dtserver.cloud import Cloud, CloudError
 from dtserver.model import (
-    DemandHint, DtError, ErrorKind, Instance, InstanceSpec, Job, Node, NodeEvent, NodeRecord,
-    NodeState, PoolHealth, Quota, Snapshot)
+    DemandHint, DtError, ErrorKind, Flavor, Instance, InstanceSpec, Job, Node, NodeEvent,
+    NodeRecord, NodeState, PoolHealth, Quota, Snapshot)
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
 from dtserver.policy import Policy, Pool
 from dtserver.serialize import plan_as_data
-from dtserver.store import PassReport, Store, StoredHint
+from dtserver.store import CataloguePool, PassReport, PoolCatalogue, Store, StoredHint
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,18 @@ def hint_from_stored(stored: StoredHint) -> DemandHint:
                       request=request, count=request.array.size if request.array else 1)
 
 
+def pool_catalogue(policy: Policy) -> PoolCatalogue:
+    """What the API needs of `policy` to tell that no pool could ever run a job."""
+    return PoolCatalogue(
+        pools=tuple(CataloguePool(
+            name=pool.name, max_nodes=pool.max_nodes, max_cores=pool.max_cores,
+            properties=pool.properties, queues=pool.queues, accounts=pool.accounts,
+            flavors=tuple(Flavor(flavor.name, flavor.cores, flavor.mem_mb, flavor.gpus)
+                          for flavor in pool.flavors))
+            for pool in policy.pools),
+        queues=policy.queues, max_cores=policy.max_cores)
+
+
 class Reconciler:
     def __init__(self, *, batch: Batch, cloud: Cloud, store: Store, clock: Clock,
                  policy: Policy, torque_server: str = "localhost",
@@ -90,6 +103,7 @@ class Reconciler:
         self.torque_server = torque_server
         self.new_id = new_id
         self.on_event = on_event   # operator event commands; must not block
+        self._published_policy: Policy | None = None
 
     # -- observe -------------------------------------------------------------------------
     def observe(self) -> Snapshot:
@@ -129,6 +143,7 @@ class Reconciler:
     def run_once(self, *, dry_run: bool = False) -> Report:
         started = time.monotonic()
         now = self.clock.now()
+        self.publish_catalogue(now)
         snapshot = self.observe()
         proposed = planning.plan(snapshot, self.policy, now)
         check_plan(snapshot, self.policy, proposed)   # a planner bug must not reach the cloud
@@ -145,6 +160,18 @@ class Reconciler:
                      "cloud": snapshot.instances is not None,
                      "queued": sum(1 for job in snapshot.jobs or () if job.state == "Q")}))
         return Report(now, proposed, outcomes)
+
+    def publish_catalogue(self, now: datetime) -> None:
+        """Write the pool catalogue at the first pass and whenever the policy is replaced;
+        a failed write is retried at the next pass."""
+        if self.policy is self._published_policy:
+            return
+        catalogue = pool_catalogue(self.policy)
+        self.store.save_pool_catalogue(now, catalogue)
+        self._published_policy = self.policy
+        log.info("pool catalogue published pools=%s queues=%s",
+                 ",".join(pool.name for pool in catalogue.pools),
+                 ",".join(sorted(catalogue.queues)) or "all")
 
     def _apply_all(self, actions: Iterable, now: datetime) -> Iterable[Outcome]:
         """Apply in order; a failed step of a record skips that record's later steps."""

@@ -1,9 +1,10 @@
 """dynamictorque queuejob hook for OpenPBS and PBS Professional.
 
 The PBS counterpart of hooks/torque_submitfilter: when a job is queued, POST its demand
-to the dynamictorque API as a hint, and always accept the job. The hint carries the raw
+to the dynamictorque API as a hint, and accept the job. The hint carries the raw
 `Resource_List` entries (`select=2:ncpus=4`, `walltime=01:00:00`, ...): the service owns
-the one request parser.
+the one request parser. Only with `reject_unservable = yes`, and only when the service
+answers in time that no pool can ever run the job, is the job rejected instead.
 
 Install (hooks/README.md has the details):
 
@@ -11,10 +12,10 @@ Install (hooks/README.md has the details):
     qmgr -c "import hook dynamictorque application/x-python default pbs_queuejob_hook.py"
     qmgr -c "import hook dynamictorque application/x-config default filter.conf"
 
-The config is the submit filter's format (url, token_file, ca_file, timeout_seconds;
-log_file and warn_on_stderr do not apply here). The hook runs inside pbs_server, which handles one
-request at a time, so the timeout is short and the URL should name an IP address: a
-socket timeout does not bound a DNS lookup.
+The config is the submit filter's format (url, token_file, ca_file, timeout_seconds,
+reject_unservable; log_file and warn_on_stderr do not apply here). The hook runs inside
+pbs_server, which handles one request at a time, so the timeout is short and the URL
+should name an IP address: a socket timeout does not bound a DNS lookup.
 
 Standard library and the `pbs` module only; Python 3.6 or later (OpenPBS on EL7).
 """
@@ -31,10 +32,14 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_SECONDS = 0.5
 MAX_TIMEOUT_SECONDS = 0.8
 SETTINGS_KEYS = ("url", "token_file", "ca_file", "timeout_seconds", "log_file",
-                 "warn_on_stderr")
+                 "warn_on_stderr", "reject_unservable")
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
 # The hint's array field takes TORQUE's -t grammar; longer expansions use a range of the
 # same size, which is all the service reads from it.
 _MAX_ARRAY_CHARS = 1024
+_ANSWER_LIMIT = 64 * 1024
+_MAX_REASON_CHARS = 300
 
 
 class ConfigError(Exception):
@@ -42,9 +47,11 @@ class ConfigError(Exception):
 
 
 def read_settings(path: str, required: bool) -> Dict[str, Any]:
-    """url, token_file, ca_file and timeout_seconds from the filter's `key = value` file."""
+    """url, token_file, ca_file, timeout_seconds and reject_unservable from the filter's
+    `key = value` file."""
     settings: Dict[str, Any] = {"url": DEFAULT_URL, "token_file": None, "ca_file": None,
-                                "timeout_seconds": DEFAULT_TIMEOUT_SECONDS}
+                                "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
+                                "reject_unservable": False}
     try:
         with open(path, encoding="utf-8") as source:
             text = source.read()
@@ -77,6 +84,10 @@ def read_settings(path: str, required: bool) -> Dict[str, Any]:
                 raise ConfigError(f"{where}: timeout_seconds must be above 0 and at most "
                                   f"{MAX_TIMEOUT_SECONDS}")
             settings["timeout_seconds"] = seconds
+        elif key == "reject_unservable":
+            if value.lower() not in _TRUE + _FALSE:
+                raise ConfigError(f"{where}: reject_unservable must be yes or no")
+            settings[key] = value.lower() in _TRUE
         elif key in ("token_file", "ca_file"):
             settings[key] = value or None
     return settings
@@ -158,7 +169,7 @@ def build_hint(event: Any) -> Tuple[Optional[Dict[str, Any]], str]:
 
 def post_hint(url: str, hint: Dict[str, Any], token: Optional[str], ca_file: Optional[str],
               timeout: float) -> Tuple[int, str]:
-    """POST the hint to <url>/v1/hints; (status, start of the answer)."""
+    """POST the hint to <url>/v1/hints; (status, the answer)."""
     parts = urlsplit(url)
     if not parts.hostname:
         raise ValueError(f"no host in url {url!r}")
@@ -176,37 +187,64 @@ def post_hint(url: str, hint: Dict[str, Any], token: Optional[str], ca_file: Opt
         connection.request("POST", parts.path + "/v1/hints", body=json.dumps(hint).encode(),
                            headers=headers)
         response = connection.getresponse()
-        return response.status, response.read(200).decode("utf-8", "replace")
+        return response.status, response.read(_ANSWER_LIMIT).decode("utf-8", "replace")
     finally:
         connection.close()
 
 
-def announce(event: Any) -> None:
+def unservable_reason(answer: str) -> Optional[str]:
+    """The reason, when the service's 202 answer says no pool can ever run the job; None
+    for any other answer (servable, unknown, or not understood), which refuses nothing."""
+    try:
+        verdict = json.loads(answer)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(verdict, dict) or verdict.get("servable") is not False:
+        return None
+    reason = verdict.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        reason = "no pool can ever run this job"
+    # JSON may carry lone surrogates, which the server log cannot encode.
+    text = reason.strip().encode("utf-8", "replace").decode("utf-8")
+    return "".join(char if char.isprintable() else "\ufffd" for char in text)[:_MAX_REASON_CHARS]
+
+
+def announce(event: Any) -> Optional[str]:
+    """Send the hint; the reason to reject the job, if the settings ask for it and the
+    service says no pool can ever run it."""
     config = pbs.hook_config_filename
     settings = read_settings(config or DEFAULT_CONFIG, required=bool(config))
     hint, reason = build_hint(event)
     if hint is None:
         pbs.logmsg(pbs.LOG_DEBUG, f"dynamictorque: hint skipped reason={reason}")
-        return
+        return None
     token_file = settings["token_file"]
     token = read_token(token_file) if token_file else None
     status, answer = post_hint(settings["url"], hint, token, settings["ca_file"],
                                settings["timeout_seconds"])
-    if status == 202:
-        pbs.logmsg(pbs.LOG_DEBUG, f"dynamictorque: hint sent user={hint['user']} "
-                                  f"resources={hint['resources']}")
-    else:
+    if status != 202:
         pbs.logmsg(pbs.LOG_WARNING, f"dynamictorque: hint refused status={status} "
-                                    f"answer={answer!r}")
+                                    f"answer={answer[:200]!r}")
+        return None
+    pbs.logmsg(pbs.LOG_DEBUG, f"dynamictorque: hint sent user={hint['user']} "
+                              f"resources={hint['resources']}")
+    rejection = unservable_reason(answer) if settings["reject_unservable"] else None
+    if rejection is not None:
+        pbs.logmsg(pbs.LOG_WARNING, f"dynamictorque: job rejected reason=unservable "
+                                    f"user={hint['user']} detail={rejection}")
+    return rejection
 
 
 def main() -> None:
     event = pbs.event()
+    rejection = None
     try:
-        announce(event)
+        rejection = announce(event)
     # A hint only saves time: no failure of ours may refuse or fail the user's job.
     except Exception as error:
         pbs.logmsg(pbs.LOG_WARNING, f"dynamictorque: hint not sent error={error!r}")
+    if rejection is not None:
+        event.reject(f"rejected by dynamictorque: {rejection}")
     event.accept()
 
 

@@ -2,7 +2,9 @@
 
 The body is validated here (shape, sizes, characters, and the request grammar through
 nodespec, the one parser) and stored as posted; the reconciler parses it again when it
-plans. Nothing here talks to TORQUE or Nova.
+plans. The answer says whether any pool could ever run the job, judged by the planner's
+own eligibility rules against the pool catalogue the reconciler published; a job no pool
+can run is not stored. Nothing here talks to TORQUE or Nova.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from dtserver.api.auth import check_hint_token
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
 from dtserver.api.wakeup import wake_reconciler
+from dtserver.model import Request
+from dtserver.planning.demand import eligible_pools
+from dtserver.store import PoolCatalogue
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,67 @@ HINT_EXAMPLE: dict[str, Any] = {
     "submit_host": "login1.example.org",
     "job_name": "sim",
 }
+
+
+# The three kinds of answer of POST /v1/hints, shown in /v1/openapi.json.
+ANSWER_EXAMPLES: dict[str, dict[str, Any]] = {
+    "servable": {"summary": "A pool can run the job; the hint is stored",
+                 "value": {"id": 42, "servable": True}},
+    "unservable": {"summary": "No pool can ever run the job; the hint is not stored",
+                   "value": {"id": None, "servable": False,
+                             "reason": "a node of 16 cores/0 MiB/0 GPUs is larger than any "
+                                       "flavor (largest m1.large: 8 cores/16384 MiB/0 GPUs)"}},
+    "unknown": {"summary": "Not ours to judge (no catalogue yet, a queue no pool serves, "
+                           "the server's default queue, a host name); the hint is stored",
+                "value": {"id": 43, "servable": None}},
+}
+
+
+def answer_schema() -> dict[str, Any]:
+    """The JSON Schema of a 202 answer: stored with a verdict of true or null, or not
+    stored (id null) with false and a reason."""
+    stored = {"type": "object", "additionalProperties": False, "required": ["id", "servable"],
+              "properties": {"id": {"type": "integer"},
+                             "servable": {"enum": [True, None]}}}
+    refused = {"type": "object", "additionalProperties": False,
+               "required": ["id", "servable", "reason"],
+               "properties": {"id": {"type": "null"}, "servable": {"const": False},
+                              "reason": {"type": "string", "minLength": 1}}}
+    return {"oneOf": [stored, refused]}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    servable: bool | None     # None: unknown, never a reason to refuse a job
+    reason: str = ""          # why not, when servable is False
+
+
+def judge(payload: dict[str, Any], request: Request,
+          catalogue: PoolCatalogue | None) -> Verdict:
+    """Could any pool ever run this job? False only when the job is sure to come to a
+    queue dynamictorque serves and no pool could take it, whatever capacity is free.
+
+    Unknown when there is no catalogue or no pool, when the queue is one no pool serves
+    (static nodes may run it), when no queue is named while some pool or the monitored
+    list depends on the queue (qsub's default queue is not known here), and for a job
+    pinned to a host.
+    """
+    if catalogue is None or not catalogue.pools:
+        return Verdict(None)
+    queue = (payload.get("queue") or "").partition("@")[0] or None
+    pool_queues = [pool.queues for pool in catalogue.pools]
+    if queue is None:
+        if catalogue.queues or any(pool_queues):
+            return Verdict(None)
+    elif catalogue.queues and queue not in catalogue.queues:
+        return Verdict(None)
+    elif all(pool_queues) and not any(queue in queues for queues in pool_queues):
+        return Verdict(None)
+    if any(chunk.hostname for chunk in request.chunks):
+        return Verdict(None)
+    pools, why = eligible_pools(catalogue.pools, queue, payload.get("account"), request,
+                                catalogue.max_cores)
+    return Verdict(True) if pools else Verdict(False, why)
 
 
 def _anchored(pattern: re.Pattern[str]) -> str:
@@ -151,8 +217,8 @@ def _check_text(name: str, value: str, max_chars: int, pattern: re.Pattern[str] 
         raise _invalid("invalid_value", f"{name}: control characters are not allowed")
 
 
-def validate_hint(payload: dict[str, Any]) -> None:
-    """Raise ApiError (400) for the first problem found in a hint payload."""
+def validate_hint(payload: dict[str, Any]) -> Request:
+    """The request of a hint payload; ApiError (400) for the first problem found."""
     unknown = sorted(set(payload) - _FIELDS)
     if unknown:
         raise _invalid("unknown_field",
@@ -182,24 +248,35 @@ def validate_hint(payload: dict[str, Any]) -> None:
         except nodespec.RequestError as error:
             raise _invalid("invalid_array", str(error)) from error
     try:
-        nodespec.parse_resource_list(nodespec.parse_qsub_resources(payload.get("resources", [])),
-                                     array=array)
+        return nodespec.parse_resource_list(
+            nodespec.parse_qsub_resources(payload.get("resources", [])), array=array)
     except nodespec.RequestError as error:
         raise _invalid("invalid_resources", str(error)) from error
 
 
 @bp.post("/v1/hints")
 def post_hint() -> tuple[Response, int]:
+    """Store the hint and say whether any pool could ever run the job (`servable`).
+
+    An unservable job (false, with a `reason`) is not stored: it is no demand. The submit
+    filter refuses it when its config says `reject_unservable = yes`."""
     check_hint_token()
     payload = _read_json_object()
     try:
-        validate_hint(payload)
+        job_request = validate_hint(payload)
     except ApiError as error:
         log.info("hint rejected code=%s message=%s remote=%s", error.code, error.message,
                  request.remote_addr)
         raise
     context = api_context()
+    published = context.store.pool_catalogue()
+    verdict = judge(payload, job_request, published[1] if published else None)
+    if verdict.servable is False:
+        log.info("hint unservable user=%s queue=%s reason=%s", payload["user"],
+                 payload.get("queue"), verdict.reason)
+        return jsonify({"id": None, "servable": False, "reason": verdict.reason}), 202
     hint_id = context.store.add_hint(context.clock.now(), payload)
     wake_reconciler(context.settings.wakeup_path)
-    log.debug("hint stored id=%d user=%s queue=%s", hint_id, payload["user"], payload.get("queue"))
-    return jsonify({"id": hint_id}), 202
+    log.debug("hint stored id=%d user=%s queue=%s servable=%s", hint_id, payload["user"],
+              payload.get("queue"), verdict.servable)
+    return jsonify({"id": hint_id, "servable": verdict.servable}), 202

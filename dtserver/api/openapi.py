@@ -66,6 +66,8 @@ class OperationDoc:
     ok_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Answers that are not the error shape, by status.
     other: Mapping[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Named examples of the JSON answer.
+    ok_examples: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -101,9 +103,11 @@ _LOCATION = {"Location": "Where GET /v1/intents/{intent_id} reports the outcome"
 
 OPERATIONS: dict[str, OperationDoc] = {
     "hints.post_hint": OperationDoc(
-        "Announce a job before qsub has a job id (the submit filter)", 202,
-        {JSON: _object({"id": {"type": "integer"}})},
-        errors=(400, 401, 413, 415, 503), access=HINT, body=_ref("Hint")),
+        "Announce a job before qsub has a job id (the submit filter); the answer says "
+        "whether any pool could ever run it", 202,
+        {JSON: _ref("HintAccepted")},
+        errors=(400, 401, 413, 415, 503), access=HINT, body=_ref("Hint"),
+        ok_examples=hints.ANSWER_EXAMPLES),
     "status.status": OperationDoc(
         "Service summary: text for curl, JSON, or the HTML status page", 200,
         {"text/plain": _TEXT_PLAIN, JSON: _ref("Status"), "text/html": _TEXT_PLAIN},
@@ -230,6 +234,14 @@ def component_schemas() -> dict[str, Any]:
     schemas["Error"] = _object({"error": _object({"code": {"type": "string", "minLength": 1},
                                                   "message": {"type": "string"}})})
     schemas["Hint"] = {**hints.hint_schema(), "examples": [hints.HINT_EXAMPLE]}
+    schemas["HintAccepted"] = {
+        **hints.answer_schema(),
+        "description": "id: the stored hint, null when it was not stored. servable: true "
+                       "when some pool could run the job; false when no pool ever could "
+                       "(reason says why; the hint is not stored); null when that is not "
+                       "ours to judge (no pool catalogue yet, a queue no pool serves, no "
+                       "queue named while pools depend on it, a job pinned to a host).",
+        "examples": [example["value"] for example in hints.ANSWER_EXAMPLES.values()]}
     schemas["IntentAccepted"] = _object({"intent": _ref("Intent")})
     schemas["Health"] = _object(
         {"status": {"enum": ["ok", "stale"]}, "limit_seconds": {"type": "number"}},
@@ -290,6 +302,8 @@ def _operation(app: Flask, rule: Rule, doc: OperationDoc) -> dict[str, Any]:
         "description": doc.summary,
         "content": {media: {"schema": schema} if schema is not None else {}
                     for media, schema in doc.ok.items()}}
+    if doc.ok_examples:
+        ok_response["content"][JSON]["examples"] = dict(doc.ok_examples)
     if doc.ok_headers:
         ok_response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
                                   for name, text in doc.ok_headers.items()}

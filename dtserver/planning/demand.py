@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Iterable, Protocol, Sequence, TypeVar
 
 from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance
 from dtserver.model import (
@@ -118,6 +118,106 @@ def _fits_flavor(shape: Shape, flavor: Flavor) -> bool:
     return shape[0] <= flavor.cores and shape[1] <= flavor.mem_mb and shape[2] <= flavor.gpus
 
 
+class PoolShape(Protocol):
+    """What eligibility reads of a pool: a Policy's Pool, or the pool catalogue the
+    reconciler publishes for the API (dtserver.store.CataloguePool)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def flavors(self) -> tuple[Flavor, ...]: ...
+
+    @property
+    def properties(self) -> frozenset[str]: ...
+
+    @property
+    def queues(self) -> frozenset[str]: ...
+
+    @property
+    def accounts(self) -> frozenset[str]: ...
+
+    @property
+    def max_nodes(self) -> int: ...
+
+    @property
+    def max_cores(self) -> int | None: ...
+
+
+_P = TypeVar("_P", bound=PoolShape)
+
+
+def _fewest_nodes(slices: tuple[Shape, ...], distinct: bool, pool: PoolShape) -> int:
+    """A lower bound on the nodes `slices` take in `pool`: one each when they must not
+    share, else what their summed cores, memory and GPUs fill of the largest flavor."""
+    if distinct:
+        return len(slices)
+    fewest = 1
+    for dimension in range(3):
+        needed = sum(shape[dimension] for shape in slices)
+        largest = max((flavor.cores, flavor.mem_mb, flavor.gpus)[dimension]
+                      for flavor in pool.flavors)
+        if needed and largest:
+            fewest = max(fewest, -(-needed // largest))
+    return fewest
+
+
+def _refusal(pool: PoolShape, queue: str | None, account: str | None, request: Request,
+             slices: tuple[Shape, ...], distinct: bool, cores: int) -> tuple[int, str] | None:
+    """Why `pool` can never run `request`, ranked by how close it came; None if it can."""
+    if pool.queues and queue not in pool.queues:
+        return 0, f"no pool serves queue {queue}"
+    if pool.accounts and account not in pool.accounts:
+        return 1, (f"no pool serves account {account}" if account is not None
+                   else "no pool serves jobs without an account (qsub -A)")
+    missing = frozenset().union(*(chunk.properties for chunk in request.chunks)) - pool.properties
+    if missing:
+        return 2, f"no pool has node properties {', '.join(sorted(missing))}"
+    too_big = [chunk for chunk in request.chunks
+               if not any(_fits_flavor((chunk.cores, chunk.mem_mb, chunk.gpus), flavor)
+                          for flavor in pool.flavors)]
+    if too_big:
+        chunk = too_big[0]
+        largest = max(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
+        return 3, (f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} GPUs is "
+                   f"larger than any flavor (largest {largest.name}: {largest.cores} cores/"
+                   f"{largest.mem_mb} MiB/{largest.gpus} GPUs)")
+    nodes = _fewest_nodes(slices, distinct, pool)
+    if nodes > pool.max_nodes:
+        return 4, f"needs at least {nodes} nodes; pool {pool.name} has max_nodes={pool.max_nodes}"
+    if pool.max_cores is not None and cores > pool.max_cores:
+        return 5, f"needs {cores} cores; pool {pool.name} has max_cores={pool.max_cores}"
+    return None
+
+
+def eligible_pools(pools: Sequence[_P], queue: str | None, account: str | None,
+                   request: Request, max_cores: int | None = None) -> tuple[list[_P], str]:
+    """The pools that could ever run `request`, those reserved to a queue or an account
+    first, and ""; or none and why (said by the pool that came closest). A pool is out
+    when it serves another queue or account, lacks a node property, has no flavor as large
+    as one node-slice, or when the request needs more nodes than its max_nodes or more
+    cores than its max_cores; all are out for more cores than `max_cores` (the cluster's).
+    Limits are checked as bounds, so "none" means never, not "not now". The planner and
+    the API's hint verdicts both decide here.
+    """
+    specific: list[_P] = []
+    general: list[_P] = []
+    closest = (-1, "no pool configured")
+    slices, distinct, cores = _slices(request)
+    for pool in pools:
+        refusal = _refusal(pool, queue, account, request, slices, distinct, cores)
+        if refusal is None:
+            (specific if pool.queues or pool.accounts else general).append(pool)
+        elif refusal[0] > closest[0]:
+            closest = refusal
+    eligible = specific + general
+    if not eligible:
+        return [], closest[1]
+    if max_cores is not None and cores > max_cores:
+        return [], f"needs {cores} cores; the cluster has max_cores={max_cores}"
+    return eligible, ""
+
+
 class _Eligibility:
     """Which pools may serve a request, or why none can."""
 
@@ -142,33 +242,8 @@ class _Eligibility:
 
     def _pools_for(self, queue: str | None, account: str | None,
                    request: Request) -> tuple[list[Pool], str]:
-        specific: list[Pool] = []
-        general: list[Pool] = []
-        why = "no pool configured"
-        for pool in self.policy.pools:
-            if pool.queues and queue not in pool.queues:
-                why = f"no pool serves queue {queue}"
-                continue
-            if pool.accounts and account not in pool.accounts:
-                why = f"no pool serves account {account}"
-                continue
-            wanted = frozenset().union(*(chunk.properties for chunk in request.chunks))
-            missing = wanted - pool.properties
-            if missing:
-                why = f"no pool has node properties {', '.join(sorted(missing))}"
-                continue
-            too_big = [chunk for chunk in request.chunks
-                       if not any(_fits_flavor((chunk.cores, chunk.mem_mb, chunk.gpus), flavor)
-                                  for flavor in pool.flavors)]
-            if too_big:
-                chunk = too_big[0]
-                largest = max(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
-                why = (f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} GPUs is "
-                       f"larger than any flavor (largest {largest.name}: {largest.cores} cores/"
-                       f"{largest.mem_mb} MiB/{largest.gpus} GPUs)")
-                continue
-            (specific if pool.queues or pool.accounts else general).append(pool)
-        return specific + general, why
+        return eligible_pools(self.policy.pools, queue, account, request,
+                              self.policy.max_cores)
 
 
 def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility

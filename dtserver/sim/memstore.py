@@ -3,7 +3,7 @@
 A simulated year is hundreds of thousands of passes and nothing of it has to survive the
 process, so the reconciler's memory can live in RAM. It behaves as SqliteStore does
 (tests/sim/test_memstore.py runs both through the same calls); it keeps no history of
-plans and passes beyond the last one, and at most `max_events` events.
+plans, passes and pool catalogues beyond the last one, and at most `max_events` events.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from dtserver.model import (
     DrainKind, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
-from dtserver.store import Event, PassReport, RecordNotFound, StoredHint, StoreError
+from dtserver.store import (
+    Event, PassReport, PoolCatalogue, RecordNotFound, StoredHint, StoreError)
 
 _RECORD_FIELDS = frozenset(field.name for field in fields(NodeRecord))
 
@@ -34,6 +35,7 @@ class MemoryStore:
         self._sleeping = False
         self._plan: tuple[datetime, Mapping[str, Any]] | None = None
         self._pass: PassReport | None = None
+        self._catalogue: tuple[datetime, PoolCatalogue] | None = None
 
     # node records --------------------------------------------------------------
     def insert_record(self, record: NodeRecord) -> None:
@@ -150,6 +152,13 @@ class MemoryStore:
 
     def last_pass(self) -> PassReport | None:
         return self._pass
+
+    # pool catalogue ------------------------------------------------------------
+    def save_pool_catalogue(self, written: datetime, catalogue: PoolCatalogue) -> None:
+        self._catalogue = (written, catalogue)
+
+    def pool_catalogue(self) -> tuple[datetime, PoolCatalogue] | None:
+        return self._catalogue
 
 
 def _check_limit(limit: int) -> None:

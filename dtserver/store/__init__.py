@@ -1,8 +1,8 @@
 """The Store: what dynamictorque remembers between passes and across crashes.
 
-The API writes hints and intents; the reconciler owns node records, pool health and
-plans. `SqliteStore` (sqlite.py) is the implementation; the interface keeps PostgreSQL
-possible.
+The API writes hints and intents; the reconciler owns node records, pool health, plans
+and the pool catalogue. `SqliteStore` (sqlite.py) is the implementation; the interface
+keeps PostgreSQL possible.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Mapping, Protocol
 
 from dtserver.model import (
-    DtError, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth)
+    DtError, ErrorKind, Flavor, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth)
 
 
 class StoreError(DtError):
@@ -50,6 +50,30 @@ class PassReport:
     duration_seconds: float
     ok: bool
     summary: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CataloguePool:
+    """What the API needs of a pool to tell that a job could never run there (the fields
+    dtserver.planning.demand.eligible_pools reads). Flavors carry no Nova id."""
+
+    name: str
+    flavors: tuple[Flavor, ...]
+    max_nodes: int
+    max_cores: int | None = None
+    properties: frozenset[str] = frozenset()
+    queues: frozenset[str] = frozenset()      # empty: any monitored queue
+    accounts: frozenset[str] = frozenset()    # empty: any account
+
+
+@dataclass(frozen=True)
+class PoolCatalogue:
+    """The pools the reconciler runs with, published for the API's hint verdicts: flavor
+    sizes come from Nova, which only the reconciler reads."""
+
+    pools: tuple[CataloguePool, ...]
+    queues: frozenset[str] = frozenset()      # monitored queues; empty: all
+    max_cores: int | None = None              # across all pools
 
 
 class Store(Protocol):
@@ -105,3 +129,10 @@ class Store(Protocol):
     def save_pass(self, report: PassReport) -> None: ...
 
     def last_pass(self) -> PassReport | None: ...
+
+    # pool catalogue ------------------------------------------------------------
+    def save_pool_catalogue(self, written: datetime, catalogue: PoolCatalogue) -> None:
+        """Replace the published catalogue; `written` is when the reconciler published it."""
+
+    def pool_catalogue(self) -> tuple[datetime, PoolCatalogue] | None:
+        """The latest catalogue and when it was written; None before the first."""

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 from dtserver.model import (
     DrainKind,
     ErrorKind,
+    Flavor,
     Intent,
     IntentKind,
     IntentStatus,
@@ -33,7 +34,8 @@ from dtserver.model import (
     NodeState,
     PoolHealth,
 )
-from dtserver.store import Event, PassReport, RecordNotFound, StoredHint, StoreError
+from dtserver.store import (
+    CataloguePool, Event, PassReport, PoolCatalogue, RecordNotFound, StoredHint, StoreError)
 
 log = logging.getLogger(__name__)
 
@@ -406,6 +408,21 @@ class SqliteStore:
         return PassReport(time=_decode_time(time), duration_seconds=duration_seconds,
                           ok=bool(ok), summary=json.loads(summary))
 
+    # pool catalogue ------------------------------------------------------------
+    def save_pool_catalogue(self, written: datetime, catalogue: PoolCatalogue) -> None:
+        params = (_encode_time(written), _encode_catalogue(catalogue))
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO pool_catalogue (id, written, catalogue) "
+                         "VALUES (1, ?, ?)", params)
+
+    def pool_catalogue(self) -> tuple[datetime, PoolCatalogue] | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT written, catalogue FROM pool_catalogue "
+                               "WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return _decode_time(row[0]), _decode_catalogue(row[1])
+
     # connections ---------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -497,6 +514,35 @@ def _json_default(value: object) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"not JSON-ready: {type(value).__name__}")
+
+
+def _encode_catalogue(catalogue: PoolCatalogue) -> str:
+    pools = [{"name": pool.name, "max_nodes": pool.max_nodes, "max_cores": pool.max_cores,
+              "properties": sorted(pool.properties), "queues": sorted(pool.queues),
+              "accounts": sorted(pool.accounts),
+              "flavors": [{"name": flavor.name, "cores": flavor.cores,
+                           "mem_mb": flavor.mem_mb, "gpus": flavor.gpus}
+                          for flavor in pool.flavors]}
+             for pool in catalogue.pools]
+    return json.dumps({"queues": sorted(catalogue.queues), "max_cores": catalogue.max_cores,
+                       "pools": pools}, separators=(",", ":"))
+
+
+# The API reads the catalogue for every hint and it changes only when the reconciler
+# publishes a new one: decode each text once (the values are frozen, so sharing is safe).
+@functools.lru_cache(maxsize=8)
+def _decode_catalogue(text: str) -> PoolCatalogue:
+    data = json.loads(text)
+    return PoolCatalogue(
+        pools=tuple(CataloguePool(
+            name=pool["name"], max_nodes=pool["max_nodes"], max_cores=pool["max_cores"],
+            properties=frozenset(pool["properties"]), queues=frozenset(pool["queues"]),
+            accounts=frozenset(pool["accounts"]),
+            flavors=tuple(Flavor(flavor["name"], cores=flavor["cores"],
+                                 mem_mb=flavor["mem_mb"], gpus=flavor["gpus"])
+                          for flavor in pool["flavors"]))
+            for pool in data["pools"]),
+        queues=frozenset(data["queues"]), max_cores=data["max_cores"])
 
 
 def _rowid(cursor: sqlite3.Cursor) -> int:

@@ -50,6 +50,7 @@ class Event:
     requestor_host: str = "login1.example.org"
     type: int = QUEUEJOB
     outcome: str | None = None            # "accept" or "reject"
+    message: str | None = None            # what reject() told the submitter
 
     def accept(self, ecode: int = 0) -> None:
         self.outcome = "accept"
@@ -57,6 +58,7 @@ class Event:
 
     def reject(self, message: str = "", ecode: int = 255) -> None:
         self.outcome = "reject"
+        self.message = message
         raise SystemExit(str(ecode))
 
 

@@ -91,10 +91,13 @@ class Certificate:
 
 @dataclass
 class RecordingServer:
-    """A loopback HTTP(S) server that records every POST and answers with `status`."""
+    """A loopback HTTP(S) server that records every POST and answers with `status`, after
+    `delay` seconds; `answer` replaces the JSON body of a successful answer."""
 
     status: int = 202
     tls: Certificate | None = None
+    answer: bytes | None = None
+    delay: float = 0.0
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -106,12 +109,16 @@ class RecordingServer:
                 body = json.loads(self.rfile.read(length))
                 owner.received.append(Received(self.path, dict(self.headers), body))
                 answer = json.dumps({"error": {"code": "x", "message": "refused"}}
-                                    if owner.status >= 400 else {"id": len(owner.received)})
+                                    if owner.status >= 400
+                                    else {"id": len(owner.received)}).encode()
+                if owner.answer is not None and owner.status < 400:
+                    answer = owner.answer
+                time.sleep(owner.delay)
                 self.send_response(owner.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(answer.encode())
+                self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 
 from dtserver.model import (
-    DrainKind, ErrorKind, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
+    DrainKind, ErrorKind, Flavor, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
 from dtserver.sim.memstore import MemoryStore
-from dtserver.store import PassReport, RecordNotFound, StoreError
+from dtserver.store import CataloguePool, PassReport, PoolCatalogue, RecordNotFound, StoreError
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0
 
@@ -81,3 +81,17 @@ def test_events_newest_first_and_last_plan_and_pass(store):
     report = PassReport(T0, 0.5, True, {"actions": 0})
     store.save_pass(report)
     assert store.last_pass() == report
+
+
+def test_only_the_latest_pool_catalogue_is_kept_with_its_time(store):
+    first = PoolCatalogue(pools=(CataloguePool("cloud", (Flavor("m1.small", 2, 4096),),
+                                               max_nodes=10),))
+    second = PoolCatalogue(
+        pools=(CataloguePool("gpu", (Flavor("g1.large", 8, 32768, gpus=2),), max_nodes=4,
+                             max_cores=32, properties=frozenset({"CLOUD", "gpu"}),
+                             queues=frozenset({"gpu"}), accounts=frozenset({"physics"})),),
+        queues=frozenset({"gpu", "batch"}), max_cores=64)
+    assert store.pool_catalogue() is None
+    store.save_pool_catalogue(T0, first)
+    store.save_pool_catalogue(T0 + timedelta(seconds=30), second)
+    assert store.pool_catalogue() == (T0 + timedelta(seconds=30), second)

@@ -17,13 +17,15 @@ import pytest
 from dtserver.model import (
     DrainKind,
     ErrorKind,
+    Flavor,
     IntentKind,
     IntentStatus,
     NodeRecord,
     NodeState,
     PoolHealth,
 )
-from dtserver.store import PassReport, RecordNotFound, Store, StoreError
+from dtserver.store import (
+    CataloguePool, PassReport, PoolCatalogue, RecordNotFound, Store, StoreError)
 from dtserver.store.sqlite import SqliteStore, connect, latest_version
 from tests.builders import T0, record
 
@@ -343,6 +345,53 @@ def test_a_version_1_database_is_migrated_keeping_its_events(db_path):
         [old] = migrated.events()
         assert old.message == "old event" and old.error_kind is None
     assert user_version(db_path) == latest_version() >= 2
+
+
+def test_a_version_2_database_is_migrated_keeping_its_data_and_has_no_catalogue(db_path):
+    folder = resources.files("dtserver.store") / "migrations"
+    with sqlite3.connect(db_path) as raw:
+        for name in ("0001_init.sql", "0002_event_error_kind.sql"):
+            raw.executescript((folder / name).read_text())
+        raw.execute("INSERT INTO hints (received, payload) VALUES "
+                    "('2026-11-25T12:00:00.000000+00:00', '{\"user\": \"alice\"}')")
+        raw.execute("PRAGMA user_version = 2")
+    with SqliteStore(db_path) as migrated:
+        assert [hint.payload for hint in migrated.hints()] == [{"user": "alice"}]
+        assert migrated.pool_catalogue() is None
+        migrated.save_pool_catalogue(T0, PoolCatalogue(pools=()))
+        assert migrated.pool_catalogue() == (T0, PoolCatalogue(pools=()))
+    assert user_version(db_path) == latest_version() >= 3
+
+
+def full_catalogue() -> PoolCatalogue:
+    """Every field away from its default: sets of several items, GPUs, both core caps."""
+    return PoolCatalogue(
+        pools=(CataloguePool("cloud", (Flavor("m1.small", 2, 4096),
+                                       Flavor("m1.large", 8, 16384)),
+                             max_nodes=10, properties=frozenset({"CLOUD"})),
+               CataloguePool("gpu", (Flavor("g1.large", 8, 32768, gpus=2),), max_nodes=4,
+                             max_cores=32, properties=frozenset({"CLOUD", "gpu", "ssd"}),
+                             queues=frozenset({"gpu", "long"}),
+                             accounts=frozenset({"physics", "chemistry"}))),
+        queues=frozenset({"batch", "gpu", "long"}), max_cores=96)
+
+
+def test_pool_catalogue_round_trips_every_field_and_survives_a_reopen(db_path):
+    written = (T0 + timedelta(microseconds=5)).astimezone(UTC_PLUS_2)
+    with SqliteStore(db_path) as first:
+        first.save_pool_catalogue(written, full_catalogue())
+    with SqliteStore(db_path) as second:
+        when, catalogue = second.pool_catalogue()
+    assert catalogue == full_catalogue()
+    assert when == written and when.tzinfo == timezone.utc
+
+
+def test_a_new_pool_catalogue_replaces_the_old_one(store, db_path):
+    store.save_pool_catalogue(T0, full_catalogue())
+    store.save_pool_catalogue(T0 + timedelta(seconds=60), PoolCatalogue(pools=()))
+    assert store.pool_catalogue() == (T0 + timedelta(seconds=60), PoolCatalogue(pools=()))
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT count(*) FROM pool_catalogue").fetchone()[0] == 1
 
 
 def test_event_history_is_bounded(db_path):

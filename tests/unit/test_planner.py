@@ -65,11 +65,16 @@ def test_least_waste_prefers_small_flavors_when_a_large_one_would_idle():
 
 
 def test_multi_node_job_launches_all_its_nodes_or_none():
-    pol = policy(pool(max_nodes=1))
-    result = planned(snapshot(jobs=[job(req=request(2, 1))]), pol)
+    # Two slots, one held by a full node: the job's second node finds no slot this pass.
+    pol = policy(pool(max_nodes=2))
+    snap = snapshot(jobs=[job("2.vm", req=request(2, 1))], with_slots=pol,
+                    records=[record(state=NodeState.BUSY)], instances=[instance()],
+                    nodes=[node("cloud-001", states=("job-exclusive",), jobs=["1.vm"],
+                                used_cores=2)])
+    result = planned(snap, pol)
     assert launched(result) == []
-    assert verdict(result, "1.vm").status == "waiting-capacity"
-    assert "max_nodes=1" in verdict(result, "1.vm").reason
+    assert verdict(result, "2.vm").status == "waiting-capacity"
+    assert "max_nodes=2" in verdict(result, "2.vm").reason
 
 
 def test_memory_picks_a_larger_flavor():
