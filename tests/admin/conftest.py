@@ -18,7 +18,6 @@ from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.store.sqlite import SqliteStore
-from tests.api.builders import T0
 
 ADMIN_TOKEN = "dtadmin-test-token-0123456789"
 
@@ -76,17 +75,6 @@ def serve(store: SqliteStore, clock: FakeClock, tmp_path: Path) -> Iterator[Serv
                      store=store, clock=clock)
     with serve_app(app) as url:
         yield Service(url, store, clock, token_file)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "dt.db") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Fixtures of the API tests: a real SqliteStore in tmp_path, a FakeClock, token files."""
+"""Fixtures of the API tests: settings, token files, the app and its test client (the clock
+and the SqliteStore come from tests/fixtures.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from flask import Flask
@@ -12,7 +12,6 @@ from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.store.sqlite import SqliteStore
-from tests.api.builders import T0
 
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 HINT_TOKEN = "hint-token-fedcba9876543210"
@@ -22,17 +21,6 @@ def write_token(path: Path, token: str, mode: int) -> Path:
     path.write_text(token + "\n", encoding="utf-8")
     path.chmod(mode)
     return path
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "dt.db") as opened:
-        yield opened
 
 
 @pytest.fixture

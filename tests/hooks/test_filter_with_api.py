@@ -18,12 +18,6 @@ HINT_TOKEN = "hint-token-0123456789"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "dt.db") as opened:
-        yield opened
-
-
-@pytest.fixture
 def api(tmp_path: Path, store: SqliteStore) -> Iterator[ThreadServer]:
     token = tmp_path / "hint.token"
     token.write_text(HINT_TOKEN + "\n", encoding="utf-8")

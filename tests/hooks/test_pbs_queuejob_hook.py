@@ -5,7 +5,7 @@ import runpy
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,12 +41,6 @@ def job(**fields: Any) -> Job:
         "queue": "workq", "Job_Name": "sim", "Job_Owner": "alice@login1"}
     values.update(fields)
     return Job(**values)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "dt.db") as opened:
-        yield opened
 
 
 def test_queued_job_is_announced_with_its_raw_resources(
