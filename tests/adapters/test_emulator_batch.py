@@ -24,6 +24,14 @@ def world() -> tuple[FakeClock, TorqueEmulator, EmulatorBatch, TorqueBatch]:
     return clock, emulator, direct, TorqueBatch(direct.runner)
 
 
+def join_one_node(clock: FakeClock, emulator: TorqueEmulator, direct: EmulatorBatch) -> None:
+    """cn-001 (4 cores) registered as a slot, joined once its hierarchy went out, mom up."""
+    direct.register_slot("cn-001", 4, CLOUD, "slot")
+    clock.advance(11)
+    direct.join_node("cn-001", "10.0.0.1", 4, CLOUD)
+    emulator.mom_up("cn-001", 4, 8192)
+
+
 def assert_same(direct: EmulatorBatch, xml: TorqueBatch) -> None:
     assert direct.nodes() == xml.nodes()
     assert direct.jobs() == xml.jobs()
@@ -77,10 +85,7 @@ def test_an_unchanged_emulator_answers_with_the_same_values():
 
 def test_nodes_changed_in_place_or_recreated_are_read_afresh():
     clock, emulator, direct, xml = world()
-    direct.register_slot("cn-001", 4, CLOUD, "slot")
-    clock.advance(11)
-    direct.join_node("cn-001", "10.0.0.1", 4, CLOUD)
-    emulator.mom_up("cn-001", 4, 8192)
+    join_one_node(clock, emulator, direct)
     clock.advance(20)
     assert_same(direct, xml)
     direct.runner.run(["qmgr", "-c", "set node cn-001 properties += gpu"])
@@ -108,10 +113,7 @@ def test_a_server_outage_makes_both_reads_unavailable():
 
 def test_run_times_tell_when_a_job_started_and_ended_and_where():
     clock, emulator, direct, _ = world()
-    direct.register_slot("cn-001", 4, CLOUD, "slot")
-    clock.advance(11)
-    direct.join_node("cn-001", "10.0.0.1", 4, CLOUD)
-    emulator.mom_up("cn-001", 4)
+    join_one_node(clock, emulator, direct)
     job = emulator.submit(resources={"nodes": "1:ppn=2"}, runtime=100)
     assert direct.run_times(job) is None
     clock.advance(16)
@@ -124,10 +126,7 @@ def test_run_times_tell_when_a_job_started_and_ended_and_where():
 
 def test_next_news_time_leaves_out_purges_and_idle_cycles():
     clock, emulator, direct, _ = world()
-    direct.register_slot("cn-001", 4, CLOUD, "slot")
-    clock.advance(11)
-    direct.join_node("cn-001", "10.0.0.1", 4, CLOUD)
-    emulator.mom_up("cn-001", 4)
+    join_one_node(clock, emulator, direct)
     clock.advance(20)
     direct.poke_scheduler()
     emulator.submit(resources={"nodes": "1:ppn=1"}, runtime=30)
