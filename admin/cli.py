@@ -5,6 +5,9 @@ reset-pool, plan, why, intent); Dynamic Torque's admin.py flags are accepted and
 -i (info), -i -c S (info --watch S), -s (toggle-sleep), -k NODE (kill --wait),
 -f (drain-all --wait), -d NODE (node), -l and -w (nodes).
 
+kill, drain-all and reset-pool wait for the reconciler's decision, so a refusal exits 1;
+--wait follows the intent to its end, --no-wait returns once it is recorded.
+
 Exit codes: 0 ok, 1 refused (a busy node, with the job named), 2 usage, 3 service down
 or unreachable (or the reconciler did not act in time), 4 authentication, 5 not found.
 """
@@ -25,6 +28,8 @@ from admin.client import (
 # Home the cursor and clear the screen, as watch(1) does between frames.
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 DEFAULT_POLL_SECONDS = 1.0
+# A decision takes one reconciler pass (10 s by default); a minute allows a slow one.
+DECISION_WAIT_SECONDS = 60.0
 KILL_WAIT_SECONDS = 600.0
 DRAIN_WAIT_SECONDS = 3600.0
 RESET_WAIT_SECONDS = 120.0
@@ -132,11 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print the API's JSON")
     waiting = argparse.ArgumentParser(add_help=False)
-    waiting.add_argument("--wait", action="store_true",
-                         help="wait until the reconciler has carried it out")
+    how_far = waiting.add_mutually_exclusive_group()
+    how_far.add_argument("--wait", action="store_true",
+                         help="after the reconciler's decision, follow it to the end "
+                              "(the node deleted, every node gone)")
+    how_far.add_argument("--no-wait", action="store_true",
+                         help="return once recorded, before the reconciler decides")
     waiting.add_argument("--wait-timeout", type=_positive, metavar="S",
-                         help="give up waiting after S seconds, exit 3 (kill 600, "
-                              "drain-all 3600, reset-pool 120)")
+                         help="give up waiting after S seconds, exit 3 (the decision 60; "
+                              "with --wait: kill 600, drain-all 3600, reset-pool 120)")
     waiting.add_argument("--poll", type=_positive, default=DEFAULT_POLL_SECONDS, metavar="S",
                          help="seconds between checks while waiting (1)")
 
@@ -215,7 +224,9 @@ def _check_outcome(intent: dict[str, Any]) -> None:
                       f"{intent['message']}".replace("  ", " "))
 
 
-def _waiting(args: argparse.Namespace, default_timeout: float) -> Waiting:
+def _waiting(args: argparse.Namespace, wait_timeout: float) -> Waiting:
+    """`wait_timeout` bounds a --wait to the end; without it only the decision is awaited."""
+    default_timeout = wait_timeout if args.wait else DECISION_WAIT_SECONDS
     return Waiting(timeout=args.wait_timeout or default_timeout, poll=args.poll)
 
 
@@ -223,12 +234,16 @@ def _post_intent(client: Client, path: str, out: TextIO, args: argparse.Namespac
                  ) -> dict[str, Any]:
     intent = client.post(path)["intent"]
     if not args.json:
+        # Shown at once: the decision may take a pass, and Ctrl-C leaves the intent recorded.
         out.write(render.render_intent(intent))
-        if not args.wait:
-            out.write(f"the reconciler carries it out on its next pass; "
-                      f"`dtadmin intent {intent['id']}` shows the outcome\n")
         out.flush()
     return intent
+
+
+def _recorded(out: TextIO, args: argparse.Namespace, intent: dict[str, Any]) -> int:
+    return _emit(out, args, {"intent": intent},
+                 lambda: "the reconciler carries it out on its next pass; "
+                         f"`dtadmin intent {intent['id']}` shows the outcome\n")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -277,11 +292,11 @@ def cmd_toggle_sleep(client: Client, args: argparse.Namespace, out: TextIO) -> i
     return _emit(out, args, body, lambda: _sleep_message(body["sleeping"]))
 
 
-def _carried_out(client: Client, args: argparse.Namespace, out: TextIO, intent: dict,
-                 default_timeout: float) -> tuple[dict, Waiting, float]:
-    """Wait until the reconciler carried the intent out (refusals raise); returns its
-    latest answer, the waiting settings and the deadline the rest of the wait shares."""
-    waiting = _waiting(args, default_timeout)
+def _decided(client: Client, args: argparse.Namespace, out: TextIO, intent: dict,
+             wait_timeout: float) -> tuple[dict, Waiting, float]:
+    """Wait for the reconciler's decision on the intent (refusals raise); returns its
+    latest answer, the waiting settings and the deadline the rest of a --wait shares."""
+    waiting = _waiting(args, wait_timeout)
     deadline = waiting.monotonic() + waiting.timeout
     body = wait_for_intent(client, intent["id"], waiting)
     _check_outcome(body["intent"])
@@ -292,9 +307,12 @@ def _carried_out(client: Client, args: argparse.Namespace, out: TextIO, intent: 
 
 def cmd_kill(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     intent = _post_intent(client, f"/v1/nodes/{path_segment(args.name)}/kill", out, args)
+    if args.no_wait:
+        return _recorded(out, args, intent)
+    body, waiting, deadline = _decided(client, args, out, intent, KILL_WAIT_SECONDS)
     if not args.wait:
-        return _emit(out, args, {"intent": intent}, lambda: "")
-    body, waiting, deadline = _carried_out(client, args, out, intent, KILL_WAIT_SECONDS)
+        return _emit(out, args, body,
+                     lambda: f"`dtadmin node {args.name}` follows its deletion\n")
     shown = None
     while body.get("target_state") not in ("deleted", None):
         if body["target_state"] != shown and not args.json:
@@ -311,9 +329,11 @@ def cmd_kill(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_drain_all(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     intent = _post_intent(client, "/v1/drain-all", out, args)
+    if args.no_wait:
+        return _recorded(out, args, intent)
+    body, waiting, deadline = _decided(client, args, out, intent, DRAIN_WAIT_SECONDS)
     if not args.wait:
-        return _emit(out, args, {"intent": intent}, lambda: "")
-    body, waiting, deadline = _carried_out(client, args, out, intent, DRAIN_WAIT_SECONDS)
+        return _emit(out, args, body, lambda: "`dtadmin nodes` follows them\n")
     shown = None
     while True:
         nodes = client.get("/v1/nodes")["nodes"]
@@ -334,11 +354,11 @@ def cmd_drain_all(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_reset_pool(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     intent = _post_intent(client, f"/v1/pools/{path_segment(args.pool)}/reset", out, args)
-    if not args.wait:
-        return _emit(out, args, {"intent": intent}, lambda: "")
-    body = wait_for_intent(client, intent["id"], _waiting(args, RESET_WAIT_SECONDS))
-    _check_outcome(body["intent"])
-    return _emit(out, args, body, lambda: render.render_intent(body["intent"]))
+    if args.no_wait:
+        return _recorded(out, args, intent)
+    # The decision is the whole of a reset: --wait only changes the default timeout.
+    body, _, _ = _decided(client, args, out, intent, RESET_WAIT_SECONDS)
+    return _emit(out, args, body, lambda: "")
 
 
 def cmd_plan(client: Client, args: argparse.Namespace, out: TextIO) -> int:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dtserver.model import DrainKind, ErrorKind, IntentStatus, NodeState
 
@@ -49,6 +49,18 @@ class JoinNode:
     np: int
     properties: frozenset[str]
     reason: str = "instance active"
+
+
+@dataclass(frozen=True)
+class MarkEntryReady:
+    """Tell the instance (Nova metadata) that its node entry is ready: the worker user-data
+    starts pbs_mom only then, because a mom that reports before its entry is usable is
+    refused and reports again only at its status interval (45 s)."""
+
+    record_id: str
+    instance_id: str
+    hostname: str
+    reason: str = "node entry settled"
 
 
 @dataclass(frozen=True)
@@ -136,8 +148,8 @@ class ResetPool:
     reason: str
 
 
-Action = (RegisterSlot | LaunchInstance | AdoptInstance | JoinNode | PokeScheduler | Transition
-          | MarkDown | OfflineNode | ClearNode | ReleaseNode | DeleteInstance | ExpireHint
+Action = (RegisterSlot | LaunchInstance | AdoptInstance | JoinNode | MarkEntryReady
+          | PokeScheduler | Transition | MarkDown | OfflineNode | ClearNode | ReleaseNode | DeleteInstance | ExpireHint
           | CompleteIntent | SetSleeping | ResetPool)
 
 
@@ -157,6 +169,9 @@ class Plan:
     actions: tuple[Action, ...]
     verdicts: tuple[JobVerdict, ...] = ()
     notes: tuple[str, ...] = ()
+    # Look again this soon rather than at the next regular pass: node entries are settling
+    # or moms are about to report, and the next step waits on that.
+    revisit_after: timedelta | None = None
 
     def of_type(self, kind: type) -> list:
         return [action for action in self.actions if isinstance(action, kind)]

@@ -20,7 +20,7 @@ from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.config import Settings, build_policy
 from dtserver.events import EventRunner
-from dtserver.model import DtError, Flavor, Quota
+from dtserver.model import ENTRY_READY, ENTRY_READY_KEY, DtError, Flavor, Quota
 from dtserver.reconciler import Reconciler
 from dtserver.store.sqlite import SqliteStore
 
@@ -77,9 +77,23 @@ def build_fake_world(clock: Clock, *, flavors: Sequence[Flavor] = DEMO_FLAVORS,
         with lock:
             emulator.mom_down(server.name)
 
-    nova.on_active.append(mom_starts)
-    nova.on_delete.append(mom_stops)
+    play_worker_user_data(nova, mom_starts, mom_stops)
     return FakeWorld(clock, emulator, nova, lock)
+
+
+def play_worker_user_data(nova: FakeNova, mom_starts: Callable[[FakeServer], None],
+                          mom_stops: Callable[[FakeServer], None]) -> None:
+    """What deploy/cloud-init/worker-user-data.yaml.tmpl does on a real instance: pbs_mom
+    starts once the instance is ACTIVE and its node entry is announced in its metadata,
+    and stops with the instance."""
+    def maybe_start(server: FakeServer) -> None:
+        if server.status == "ACTIVE" and \
+                (server.metadata or {}).get(ENTRY_READY_KEY) == ENTRY_READY:
+            mom_starts(server)
+
+    nova.on_active.append(maybe_start)
+    nova.on_metadata.append(maybe_start)
+    nova.on_delete.append(mom_stops)
 
 
 def build_store(settings: Settings) -> SqliteStore:

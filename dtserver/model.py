@@ -152,6 +152,12 @@ class Node:
         return "offline" in self.states
 
     @cached_property
+    def is_settling(self) -> bool:
+        """A new entry the server has not yet announced to the moms: it refuses every state
+        change (pbsnodes -o/-c) and every mom report until then (about 10 s)."""
+        return "MOM-list-not-sent" in self.states
+
+    @cached_property
     def is_ready(self) -> bool:
         """The mom reports and the server would schedule onto it (offline aside)."""
         return self.has_reported and not self.is_down and not (
@@ -169,6 +175,12 @@ class Flavor:
     id: str | None = None
 
 
+# Instance metadata the reconciler sets once the instance's TORQUE node entry is usable;
+# the worker user-data waits for it before starting pbs_mom (see actions.MarkEntryReady).
+ENTRY_READY_KEY = "dynamictorque:entry"
+ENTRY_READY = "ready"
+
+
 @dataclass(frozen=True)
 class Instance:
     id: str
@@ -183,6 +195,10 @@ class Instance:
     fault: str | None = None
     pool: str | None = None                   # from ownership metadata
     record_id: str | None = None              # from ownership metadata
+
+    @property
+    def entry_announced(self) -> bool:
+        return self.metadata.get(ENTRY_READY_KEY) == ENTRY_READY
 
 
 @dataclass(frozen=True)

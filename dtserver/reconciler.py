@@ -19,12 +19,12 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from dtserver import nodespec, planning
 from dtserver.actions import (
     AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
-    LaunchInstance, MarkDown, OfflineNode, Plan, PokeScheduler, RegisterSlot, ReleaseNode,
+    LaunchInstance, MarkDown, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot, ReleaseNode,
     ResetPool, SetSleeping, Transition)
 from dtserver.batch import Batch, BatchError, BatchUnavailable
 from dtserver.clock import Clock
@@ -140,7 +140,11 @@ class Reconciler:
                         sleeping=self.store.is_sleeping())
 
     # -- one pass ------------------------------------------------------------------------
-    def run_once(self, *, dry_run: bool = False) -> Report:
+    def run_once(self, *, dry_run: bool = False,
+                 interrupted: Callable[[], bool] | None = None) -> Report:
+        """One pass. `interrupted` is asked between the nodes' steps once the launches are
+        out: when new demand is waiting, the rest of the plan is left for the next pass,
+        which plans it again (every step is derived from what it observes)."""
         started = time.monotonic()
         now = self.clock.now()
         self.publish_catalogue(now)
@@ -150,7 +154,7 @@ class Reconciler:
         self.store.save_plan(now, plan_as_data(proposed))
         if dry_run:
             return Report(now, proposed, ())
-        outcomes = tuple(self._apply_all(proposed.actions, now))
+        outcomes = tuple(self._apply_all(proposed.actions, now, interrupted))
         failed = [outcome for outcome in outcomes if not outcome.ok]
         self.store.save_pass(PassReport(
             time=now, duration_seconds=time.monotonic() - started,
@@ -173,12 +177,23 @@ class Reconciler:
                  ",".join(pool.name for pool in catalogue.pools),
                  ",".join(sorted(catalogue.queues)) or "all")
 
-    def _apply_all(self, actions: Iterable, now: datetime) -> Iterable[Outcome]:
-        """Apply in order; a failed step of a record skips that record's later steps."""
+    def _apply_all(self, actions: Sequence, now: datetime,
+                   interrupted: Callable[[], bool] | None = None) -> Iterable[Outcome]:
+        """Apply in order; a failed step of a record skips that record's later steps. Never
+        stops inside one record's steps, nor among the launches."""
         broken: set[str] = set()
-        for action in actions:
+        previous: str | None = None
+        for index, action in enumerate(actions):
             record_id = getattr(action, "record_id", None)
             name = type(action).__name__
+            if (interrupted is not None and not isinstance(action, LaunchInstance)
+                    and (record_id is None or record_id != previous) and interrupted()):
+                log.info("pass cut short: new demand; %d actions left for the next pass",
+                         len(actions) - index)
+                for rest in actions[index:]:
+                    yield Outcome(type(rest).__name__, True, "deferred: new demand came first")
+                return
+            previous = record_id
             if record_id is not None and record_id in broken:
                 yield Outcome(name, False, "skipped: an earlier step for this node failed")
                 continue
@@ -223,6 +238,11 @@ class Reconciler:
                             action.record_id)
                 self._notify("post_add_node", record)
                 return "joined"
+            case MarkEntryReady():
+                self.cloud.mark_entry_ready(action.instance_id)
+                self._event(now, "entry", f"{action.hostname}: node entry ready, the "
+                                          "instance may start pbs_mom", action.record_id)
+                return "instance told"
             case PokeScheduler():
                 self.batch.poke_scheduler()
                 return "scheduler poked"
@@ -363,14 +383,18 @@ class Reconciler:
                     wakeup: Wakeup | None = None) -> None:
         """Pass after pass until `stop` is set; a wakeup (a hint arrived) cuts the wait."""
         while not stop.is_set():
+            pause = interval
             try:
-                self.run_once()
+                report = self.run_once(interrupted=wakeup.pending if wakeup else None)
             except DtError as error:
                 log.error("pass failed error=%s", error)
-            if wakeup is not None:
-                wakeup.wait(interval, stop)
             else:
-                stop.wait(interval)
+                if report.plan.revisit_after is not None:
+                    pause = min(interval, report.plan.revisit_after.total_seconds())
+            if wakeup is not None:
+                wakeup.wait(pause, stop)
+            else:
+                stop.wait(pause)
 
 
 class Wakeup:
@@ -394,6 +418,11 @@ class Wakeup:
                 self._drain()
                 return True
         return False
+
+    def pending(self) -> bool:
+        """A wakeup is waiting (not consumed: the next wait returns at once)."""
+        ready, _, _ = select.select([self._fd], [], [], 0)
+        return bool(ready)
 
     def _drain(self) -> None:
         try:

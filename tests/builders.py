@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from dtserver.model import (
-    Chunk, DemandHint, DrainKind, Flavor, Instance, Intent, IntentKind, Job, JobState, Node,
+    ENTRY_READY, ENTRY_READY_KEY, Chunk, DemandHint, DrainKind, Flavor, Instance, Intent, IntentKind, Job, JobState, Node,
     NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
 from dtserver.policy import Policy, Pool
 
@@ -65,10 +65,12 @@ def record(hostname: str = "cloud-001", *, state: NodeState = NodeState.IDLE,
 
 def instance(instance_id: str = "i-1", *, name: str = "cloud-001", status: str = "ACTIVE",
              record_id: str | None = None, pool_name: str = "cloud",
-             addresses=("169.254.80.100",), fault: str | None = None) -> Instance:
+             addresses=("169.254.80.100",), fault: str | None = None,
+             entry_announced: bool = False) -> Instance:
     return Instance(id=instance_id, name=name, status=status, created=T0,
                     addresses=tuple(addresses), pool=pool_name,
-                    record_id=record_id or f"r-{name}", fault=fault)
+                    record_id=record_id or f"r-{name}", fault=fault,
+                    metadata={ENTRY_READY_KEY: ENTRY_READY} if entry_announced else {})
 
 
 def hint(hint_id: int = 1, *, user: str = "tuser", queue: str | None = "batch",

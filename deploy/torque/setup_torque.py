@@ -5,24 +5,32 @@ Run it as root (or another TORQUE manager) on the pbs_server host, with the Pyth
 has dynamictorque installed, and the configuration the reconciler will use:
 
     /opt/dynamictorque/bin/python deploy/torque/setup_torque.py \\
-        -c /etc/dynamictorque/dynamic_torque.conf --flavor m1.large=4 --dry-run
+        -c /etc/dynamictorque/dynamic_torque.conf --flavor m1.large=4 \\
+        --manager dynamictorque --dry-run
 
 What it sets up (facts from the real TORQUE 6.1 server, DESIGN.md section 9):
+- the managers: pbs_server names a client by the name its source address resolves to, so
+  `--manager USER` means USER on this host as pbs_server names it: the name that
+  torque_server's address resolves back to (`localhost` when that is 127.0.0.1), not
+  `$(hostname)`. USER@HOST is taken as given, for a reconciler on another host;
 - `auto_node_np = True`: a node's np follows the CPUs its mom reports, whatever the slot said;
 - the cloud queue with `resources_default.neednodes = 1:CLOUD` (a bare `CLOUD` is taken as
   a host name by pbs_sched and the job never runs); it applies to jobs without a nodes spec;
 - one node entry per possible instance of each pool (its slots: PREFIX001 ... up to
   max_nodes, np = the pool's largest flavor), because qsub refuses a `-l nodes=` request
   that no existing node entry could satisfy. With hosts_file set, slot names first get a
-  placeholder address in our block of that file: qmgr refuses names that do not resolve;
+  placeholder address in our block of that file: qmgr refuses names that do not resolve.
+  Each is created with the slot note ("dynamictorque: slot, no instance"): the server
+  refuses `pbsnodes -N` on a new entry for about 10 s;
 - `scheduling = True`, which also starts a scheduling cycle.
 It also prints the torque.cfg SUBMITFILTER line for the submit hosts.
 
 Every step may run again: existing queues and node entries are left as they are. Slots
-are not marked offline here: the server drops an offline flag set in a new node's first
-seconds, so the reconciler does it on its first pass (note "dynamictorque: slot, no
-instance"). Flavor sizes live in the cloud; give them with --flavor NAME=CORES (or one np
-for every slot with --slot-np) so this script needs no cloud credentials.
+are not marked offline here: the server refuses an offline flag on a new entry until it
+has announced the entry to the moms, and then drops the one it was created with, so the
+reconciler offlines each unused slot on its first pass after that. Flavor sizes live in
+the cloud; give them with --flavor NAME=CORES (or one np for every slot with --slot-np)
+so this script needs no cloud credentials.
 
 Exit status: 0 done, 1 a command failed, 2 bad arguments or configuration.
 """
@@ -31,10 +39,11 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 from dtserver.batch import BatchError
 from dtserver.batch.hosts import HostsFile
@@ -43,6 +52,7 @@ from dtserver.batch.torque_commands import (
     validate_properties)
 from dtserver.config import Settings, load_settings
 from dtserver.model import DtError, Flavor
+from dtserver.planning.repair import SLOT_NOTE
 from dtserver.policy import Pool
 
 DEFAULT_CONFIG = Path("/etc/dynamictorque/dynamic_torque.conf")
@@ -52,9 +62,12 @@ DEFAULT_SUBMIT_FILTER = Path("/usr/local/sbin/dynamictorque-submitfilter")
 QUEUE_EXISTS = "Queue already exists"
 NODE_EXISTS = "Node name already exists"
 # Both end up inside a qmgr -c string: no spaces, quotes or commas. TORQUE queue names
-# have at most 15 characters; a manager's host part may hold `*` wildcards.
+# have at most 15 characters; a manager's host part, when given, may hold `*` wildcards.
 _QUEUE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,14}")
-_MANAGER = re.compile(r"[A-Za-z0-9_.-]+@[A-Za-z0-9*.-]+")
+_MANAGER = re.compile(r"[A-Za-z0-9_.-]+(@[A-Za-z0-9*.-]+)?")
+
+# A host name -> (its address, the first name that address resolves back to).
+Resolve = Callable[[str], tuple[str, str]]
 
 
 class SetupError(DtError):
@@ -127,10 +140,40 @@ def torque_steps(slots: Sequence[Slots], *, queue: str, queue_properties: Sequen
         Step(qmgr_argv(f"set queue {queue} enabled = True")),
         Step(qmgr_argv(f"set queue {queue} started = True")),
     ]
-    steps += [Step(create_node_argv(name, item.np, item.properties), NODE_EXISTS)
+    steps += [Step(create_node_argv(name, item.np, item.properties, SLOT_NOTE), NODE_EXISTS)
               for item in slots for name in item.names]
     steps.append(Step(start_scheduling_argv()))
     return tuple(steps)
+
+
+def resolve_forward_and_back(host: str) -> tuple[str, str]:
+    """`host`'s address and the first name that address resolves back to, through the
+    system resolver, as pbs_server looks names up. Raises OSError when either fails."""
+    address = socket.gethostbyname(host)
+    return address, socket.gethostbyaddr(address)[0]
+
+
+def managers_with_hosts(managers: Sequence[str], torque_server: str,
+                        resolve: Resolve) -> tuple[tuple[str, ...], str | None]:
+    """Each manager as USER@HOST, and how this host's name was found (None when no
+    manager needed it).
+
+    A manager without @HOST is a user of this host. pbs_server names a client by the name
+    its source address resolves to, and a client here reaches the server at the address
+    torque_server resolves to: so HOST is that address's name."""
+    users = [manager for manager in managers if "@" not in manager]
+    if not users:
+        return tuple(managers), None
+    try:
+        address, host = resolve(torque_server)
+    except OSError as error:
+        raise SetupError(f"--manager {users[0]}: cannot tell how pbs_server names this "
+                         f"host: torque_server {torque_server} must resolve to an address and "
+                         f"that address to a name ({error}); fix that or pass "
+                         f"--manager {users[0]}@HOST") from error
+    how = f"pbs_server names this host {host} (torque_server {torque_server} is {address})"
+    return tuple(manager if "@" in manager else f"{manager}@{host}"
+                 for manager in managers), how
 
 
 def submitfilter_line(path: Path) -> str:
@@ -173,7 +216,7 @@ def _queue_name(text: str) -> str:
 
 def _manager(text: str) -> str:
     if not _MANAGER.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"expected USER@HOST, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected USER or USER@HOST, got {text!r}")
     return text
 
 
@@ -201,8 +244,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="node property of the queue's default neednodes (repeat); "
                              "default: the properties every pool has")
     parser.add_argument("--manager", type=_manager, action="append", default=[],
-                        metavar="USER@HOST",
-                        help="add a TORQUE manager, e.g. the reconciler's dynamictorque@HOST")
+                        metavar="USER[@HOST]",
+                        help="add a TORQUE manager (repeat): USER on this host, named as "
+                             "pbs_server names it (e.g. the reconciler's dynamictorque), "
+                             "or USER@HOST as given")
     parser.add_argument("--submit-filter", type=Path, default=DEFAULT_SUBMIT_FILTER,
                         help="installed submit filter, for the torque.cfg line "
                              "(default %(default)s)")
@@ -210,8 +255,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None,
+         resolve: Resolve = resolve_forward_and_back,
          out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """The command line. `runner` replaces the TORQUE commands (tests pass the emulator)."""
+    """The command line. `runner` replaces the TORQUE commands (tests pass the emulator),
+    `resolve` the name lookups."""
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -219,9 +266,11 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None,
             raise SetupError(f"torque_queue_to_monitor leaves out queue {args.queue}: its jobs "
                              "would never start nodes; add it there or pass --queue")
         slots = pool_slots(settings, flavor_cores=dict(args.flavor), slot_np=args.slot_np)
+        managers, how_host_was_named = managers_with_hosts(args.manager,
+                                                           settings.torque_server, resolve)
         steps = torque_steps(slots, queue=args.queue,
                              queue_properties=args.queue_property or shared_properties(slots),
-                             managers=args.manager)
+                             managers=managers)
         hosts = HostsFile(settings.hosts_file) if settings.hosts_file else None
         unresolved = missing_host_entries(hosts, slots) if hosts else ()
     except DtError as error:
@@ -231,7 +280,9 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None,
     print(f"# dynamictorque TORQUE setup from {args.config} ({mode})", file=out)
     if not args.manager:
         print("# the reconciler's user must be a TORQUE manager: "
-              "--manager dynamictorque@HOST adds it", file=out)
+              "--manager dynamictorque adds it", file=out)
+    if how_host_was_named:
+        print(f"# {how_host_was_named}", file=out)
     if hosts is not None:
         print(f"# hosts file {hosts.path}: {len(unresolved)} slot name(s) get the placeholder "
               f"address {hosts.placeholder_address} until an instance takes them", file=out)

@@ -28,6 +28,7 @@ from dtserver.batch.torque_commands import (
     offline_node_argv,
     pbsnodes_xml_argv,
     qstat_jobs_argv,
+    set_node_np_argv,
     start_scheduling_argv,
 )
 from dtserver.batch.torque_parse import (
@@ -97,19 +98,28 @@ class TorqueBatch:
 
     def register_slot(self, hostname: str, np: int, properties: frozenset[str],
                       note: str) -> None:
-        """Create the node entry `hostname` (if missing), offline with `note`.
+        """Make `hostname` an empty slot: an entry with `np` cores, offline with `note`.
 
-        With a hosts file, a slot without an address gets the placeholder address first:
-        qmgr refuses to create a node whose name does not resolve."""
-        create = create_node_argv(hostname, np, properties)
-        offline = offline_node_argv(hostname, note)
-        if self.node(hostname) is None:
+        A missing entry is created with the note (with a hosts file, the name first gets the
+        placeholder address: qmgr refuses names that do not resolve). The server refuses to
+        offline a new entry until it has announced it to the moms (about 10 s), and then drops
+        the creation's offline flag, so a new or settling entry is offlined on a later pass.
+        An existing entry is offlined with the note and its np set back to the slot's."""
+        current = self.node(hostname)
+        if current is None:
             if self._hosts is not None and self._hosts.address(hostname) is None:
                 self._hosts.set(hostname, self._hosts.placeholder_address)
-            self._qmgr(create, tolerate=is_node_already_present)
-        self._pbsnodes(offline)
-        log.info("node slot registered hostname=%s np=%d properties=%s", hostname, np,
-                 ",".join(sorted(properties)))
+            self._qmgr(create_node_argv(hostname, np, properties, note),
+                       tolerate=is_node_already_present)
+            log.info("node slot created hostname=%s np=%d properties=%s", hostname, np,
+                     ",".join(sorted(properties)))
+            return
+        if current.is_settling:
+            return
+        self._pbsnodes(offline_node_argv(hostname, note))
+        if current.np != np:
+            self._qmgr(set_node_np_argv(hostname, np))
+        log.info("node slot registered hostname=%s np=%d", hostname, np)
 
     def join_node(self, hostname: str, address: str, np: int,
                   properties: frozenset[str]) -> None:
@@ -117,9 +127,10 @@ class TorqueBatch:
 
         The entry is re-created rather than trusted to re-resolve: the server resolved the
         name when the entry was made. A fresh entry has no note, and its initial offline
-        flag clears itself once the server sends the MOM hierarchy (44_autoscale_e2e_netns:
-        free ~15 s after create with no pbsnodes -c; the server refuses -c/-N before).
-        Raises NodeBusy if jobs run on the old entry."""
+        flag clears itself once the server sends the MOM hierarchy (about 10 s later; the
+        server refuses pbsnodes -c/-o/-N before). Raises NodeBusy if jobs run on the old
+        entry. The saved state of the old entry (server_priv/node_status, node_note) is not
+        cleared by this: after a server restart the planner clears what comes back."""
         create = create_node_argv(hostname, np, properties)
         current = self.node(hostname)
         if current is not None and current.jobs:
@@ -144,17 +155,17 @@ class TorqueBatch:
 
     def release_node(self, hostname: str, np: int, properties: frozenset[str],
                      note: str) -> None:
-        """Turn the node entry back into an empty, offline slot.
+        """Turn the node entry back into an empty slot: re-created at the placeholder address
+        with `np` and `note`, so no old instance address stays bound to the name.
 
         Re-reads the node and raises NodeBusy if any job is on it: `qmgr delete node` would
         kill the job. A node still online is offlined (with `note`) and read again first,
         so pbs_sched cannot place a job between our read and the delete; on NodeBusy it
-        stays offline."""
-        create = create_node_argv(hostname, np, properties)
-        offline = offline_node_argv(hostname, note)
+        stays offline. The new entry is offline while it settles; the slot repair offlines
+        it for good once the server allows it."""
         current = self.node(hostname)
         if current is not None and not current.is_offline:
-            self._pbsnodes(offline)
+            self._pbsnodes(offline_node_argv(hostname, note))
             current = self.node(hostname)
         if current is not None:
             if current.jobs:
@@ -162,8 +173,7 @@ class TorqueBatch:
             self._qmgr(delete_node_argv(hostname), tolerate=is_unknown_node)
         if self._hosts is not None:
             self._hosts.set(hostname, self._hosts.placeholder_address)
-        self._qmgr(create)
-        self._pbsnodes(offline)
+        self._qmgr(create_node_argv(hostname, np, properties, note))
         log.info("node released hostname=%s", hostname)
 
     def poke_scheduler(self) -> None:

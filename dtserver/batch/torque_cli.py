@@ -9,13 +9,15 @@ The directory (`$DT_TORQUE_EMULATOR_HOME`, the emulator's TORQUE_HOME) holds:
 
 The five client commands print what TorqueEmulator.run prints and exit with its status.
 qsub runs the submit filter exactly as TORQUE 6.1 does (20_submitfilter.txt,
-21_filter_logs_all.txt), before it contacts the server, so a slow filter holds no lock.
+21_filter_logs_all.txt), before it contacts the server, so a slow filter holds no lock;
+like TORQUE's, it refuses a script file with CRLF line ends or bytes outside ASCII before
+the filter runs (50_qsub_script_file_checks.txt).
 The lookup of a filter at the built-in paths when torque.cfg names none is not emulated.
 
 `dt-torque-emulator` administers a home: `init`, `install-bin DIR` (writes the five
 commands, and itself, as small scripts that run this module), `clock` (a simulated clock
 that scenario tests jump forward; real time by default), and what the VMs of a real
-cluster would do: `mom-up NAME NCPUS`, `mom-down NAME`, `server down|up`.
+cluster would do: `mom-up NAME NCPUS`, `mom-down NAME`, `server down|up|restart`.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 
 from dtserver.batch.torque_commands import CommandResult
-from dtserver.batch.torque_emulator import TorqueEmulator, split_qsub_arguments
+from dtserver.batch.torque_emulator import (
+    TorqueEmulator, script_file_refusal, split_qsub_arguments)
 from dtserver.clock import FakeClock, SystemClock
 from dtserver.model import DtError
 
@@ -281,6 +284,10 @@ def run_qsub(home: EmulatorHome, args: Sequence[str], read_stdin: Callable[[], b
     # qsub checks the configured filter before it looks at anything else.
     if submit_filter is not None and not os.path.exists(submit_filter):
         return CommandResult(argv, 1, b"", f'qsub: invalid submit filter: "{submit_filter}"\n')
+    # Then a script file that is not plain ASCII text is refused, before the filter runs.
+    refusal = script_file_refusal(args)
+    if refusal is not None:
+        return CommandResult(argv, 1, b"", refusal)
     try:
         options, operands = split_qsub_arguments(args)
     except getopt.GetoptError:
@@ -405,6 +412,8 @@ def _administer(home: EmulatorHome, parsed: argparse.Namespace) -> int:
             emulator.mom_up(parsed.name, parsed.ncpus, parsed.mem_mb)
         elif parsed.command == "mom-down":
             emulator.mom_down(parsed.name)
+        elif parsed.state == "restart":
+            emulator.restart()
         else:
             emulator.set_down(parsed.state == "down", trqauthd=parsed.trqauthd)
     return 0
@@ -449,8 +458,9 @@ def _parser() -> argparse.ArgumentParser:
     mom_down = commands.add_parser("mom-down", help="a node's pbs_mom dies")
     mom_down.add_argument("name")
 
-    server = commands.add_parser("server", help="stop or start pbs_server")
-    server.add_argument("state", choices=("down", "up"))
+    server = commands.add_parser("server", help="stop, start or restart pbs_server")
+    server.add_argument("state", choices=("down", "up", "restart"),
+                        help="restart: stop and start, reloading the saved node state")
     server.add_argument("--trqauthd", action="store_true", help="trqauthd is down too")
     return parser
 

@@ -80,6 +80,13 @@ def clean_note(note: str) -> str:
     return cleaned
 
 
+def _qmgr_quotable(text: str) -> str:
+    """qmgr reads a double-quoted value up to the next double quote: none may be inside."""
+    if '"' in text:
+        raise InvalidArgument(f"note {text!r} holds a double quote")
+    return text
+
+
 def validate_np(np: int) -> int:
     if isinstance(np, bool) or not isinstance(np, int) or np < 1:
         raise InvalidArgument(f"invalid np {np!r}")
@@ -103,16 +110,24 @@ def qmgr_argv(directive: str) -> tuple[str, ...]:
     return ("qmgr", "-c", directive)
 
 
-def create_node_argv(hostname: str, np: int, properties: Iterable[str]) -> tuple[str, ...]:
+def create_node_argv(hostname: str, np: int, properties: Iterable[str],
+                     note: str | None = None) -> tuple[str, ...]:
     """`create node N np=4,properties=CLOUD`: attributes must be comma separated (a space
-    is a qmgr syntax error), and several properties are one quoted value."""
+    is a qmgr syntax error), and several properties are one quoted value. A note given here
+    is set at once; `pbsnodes -N` would be refused while the new entry settles."""
     attributes = [f"np={validate_np(np)}"]
     props = validate_properties(properties)
     if len(props) == 1:
         attributes.append(f"properties={props[0]}")
     elif props:
         attributes.append(f'properties="{",".join(props)}"')
+    if note is not None:
+        attributes.append(f'note="{_qmgr_quotable(clean_note(note))}"')
     return qmgr_argv(f"create node {validate_hostname(hostname)} {','.join(attributes)}")
+
+
+def set_node_np_argv(hostname: str, np: int) -> tuple[str, ...]:
+    return qmgr_argv(f"set node {validate_hostname(hostname)} np = {validate_np(np)}")
 
 
 def delete_node_argv(hostname: str) -> tuple[str, ...]:

@@ -8,12 +8,26 @@ adaptivecomputing/torque code; the few guesses are marked "assumed".
 
 Behaviour worth knowing when writing against it:
 - A created node is `down,offline,MOM-list-not-sent` for `hierarchy_delay` (10 s); sending
-  the hierarchy clears BOTH MOM-list-not-sent and offline (source: checkAndSendHierarchy),
-  so a `pbsnodes -o` given in that window is lost, and `pbsnodes -c`/`-r` are refused
-  (source: mgr_set_node_attr, PBSE_HIERARCHY_NOT_SENT; the message text is assumed).
-- A running mom reports `mom_report_delay` (5 s) after the hierarchy, so 15 s after
-  `create node` (43_, 44_); a mom started on an existing node reports within
-  `mom_hello_delay` (1 s, 40_, 17_). With auto_node_np each report sets np to its ncpus.
+  the hierarchy clears BOTH MOM-list-not-sent and offline (source: checkAndSendHierarchy).
+  In that window every `pbsnodes -o`/`-c`/`-r` and `qmgr set node state` on it is refused,
+  even one that changes nothing, and so is a note sent with it: pbsnodes exits 0 and says
+  "Error setting note attribute for N - The updated okclients list hasn't been sent out
+  ..." (49_; source: node_state ATR_ACTION_ALTER). A note alone is accepted, and `qmgr
+  create node` takes a quoted note (spaces, `:` and `,` included) at once (49_).
+- A mom that starts while its node waits for the hierarchy reports `mom_report_delay`
+  (5 s) after it, so 15 s after `create node` (44_); one started on a settled node reports
+  within `mom_hello_delay` (1 s, 40_, 17_). A mom sends its status at its start and every
+  `mom_status_interval` (45 s) after; while it has no node entry, the server drops them
+  ("address not trusted"), so a node created after its mom started turns free only at the
+  mom's next status (measured: 43.6-44.7 s after a create 2 s after the mom started). With
+  auto_node_np each report sets np to its ncpus.
+- The server keeps server_priv/node_status (the nodes offline) and node_note (the notes)
+  as they were at their last write: node_status after any admin request that changes an
+  offline flag and after every `qmgr delete node`; node_note after a request that changes
+  a note (source: chk_characteristic); neither on create nor when the hierarchy clears
+  offline. restart() rebuilds every entry from them, so a deleted and re-created node can
+  come back with the old note, or offline (measured); moms report `restart_report_delay`
+  (16 s) after it.
 - A dead mom leaves its node as it was (status kept) for `node_down_delay` (180 s, 17_).
 - pbs_sched runs a cycle on qsub, on job end, on `qmgr -c 'set server scheduling = True'`
   and every scheduler_iteration; never when a node turns free (44_, 47_). Nodes are filled
@@ -22,6 +36,9 @@ Behaviour worth knowing when writing against it:
   from neednodes (a spec that starts with a word names a host) or as `1` (12_, 42_).
 - qsub refuses (190) a nodes request that no combination of node entries could ever run,
   counting down and offline entries (15_; the counting is node_spec's "early" check).
+- qsub refuses a script file, before anything else, when its first 50 bytes are not all
+  printable ASCII or white space, or when a line ends in CR LF (50_; source: get_script).
+  A script on stdin is not checked (qsub strips the CRs of its lines).
 - `qmgr delete node` with a running job succeeds and requeues the job (45_).
 - `pbsnodes -x`/`-a`/`-l` with no node entries at all fail with "Server has no node list"
   and exit 1, as the real server does: an empty cluster cannot be read either.
@@ -91,7 +108,10 @@ _UNAVAILABLE = ("Not Running - PBS Error: Resource temporarily unavailable MSG=j
 _INFEASIBLE = ("qsub: submit error (Job exceeds queue resource limits MSG=cannot locate "
                "feasible nodes (nodes file is empty, all systems are busy, or no nodes "
                "have the requested feature))\n")
-_HIERARCHY_NOT_SENT = "Node state can not be changed until node list has been sent to all nodes."
+# PBSE_HIERARCHY_NOT_SENT's text (pbs_error_db.h), as pbsnodes and qmgr print it (49_).
+_HIERARCHY_NOT_SENT = ("The updated okclients list hasn't been sent out to the cluster yet. The "
+                       "node(s) will automatically update to free once this is done and the mom "
+                       "has reported in.")
 _NO_NODE_LIST = ("pbsnodes: Server has no node list MSG=node list is empty - check "
                  "'server_priv/nodes' file\n")
 
@@ -108,6 +128,14 @@ usage: qsub [-a date_time] [-A account_string] [-b secs]
     [-W additional_attributes] [-v variable_list] [-V ] [-x] [-X] [-z] [script]
 """
 _QSUB_OPTIONS = "a:A:b:c:C:d:D:e:fF:hIj:J:k:K:l:L:m:M:nN:o:p:P:q:r:S:t:T:u:v:VW:w:xXz"
+# qsub's own GETOPT_ARGS: find_job_script_index() looks up `-X` as "X:" in it.
+_QSUB_GETOPT_ARGS = "a:A:b:c:C:d:D:e:EfF:hi:Ij:J:k:K:l:L:m:M:nN:o:p:P:q:r:S:t:T:u:v:Vw:W:Xxz-:"
+_SCRIPT_NOT_ASCII = "qsub:  file must be an ascii script\n"        # 50_
+_SCRIPT_IN_DOS_FORMAT = "qsub:  script is written in DOS/Windows text format\n"
+_ASCII_CHECKED_BYTES = 50    # istext() reads MMAX_VERIFY_BYTES
+_LINE_BUFFER = 2048          # isWindowsFormat() reads lines with fgets into MAXBUF
+# What istext() takes for text in the C locale (qsub never calls setlocale): isprint or isspace.
+_TEXT_BYTES = frozenset(range(0x20, 0x7f)) | frozenset(b" \t\n\v\f\r")
 _PBSNODES_USAGE = ("usage:\tpbsnodes [-{c|d|l|o|p|r}] [-s server] [-n] [-N \"note\"] [-q] "
                    "node ...\n\tpbsnodes [-{a|x}] [-s server] [-q] [node]\n")
 _PBSNODES_LIST_TYPES = ("free", "offline", "down", "reserve", "job-exclusive", "job-sharing",
@@ -297,6 +325,9 @@ class _State:
     sched_new: list[str] = field(default_factory=list)
     server_down: bool = False
     trqauthd_down: bool = False
+    # server_priv/node_status and node_note as last written: what a restart reads back.
+    saved_offline_nodes: list[str] = field(default_factory=list)
+    saved_node_notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -339,11 +370,12 @@ class TorqueEmulator:
                  resolvable: Callable[[str], bool] | None = None,
                  hierarchy_delay: float = 10.0, mom_report_delay: float = 5.0,
                  mom_hello_delay: float = 1.0, mom_status_interval: float = 45.0,
-                 node_down_delay: float = 180.0, submit_user: str = "tuser") -> None:
+                 node_down_delay: float = 180.0, restart_report_delay: float = 16.0,
+                 submit_user: str = "tuser") -> None:
         if scheduler_iteration <= 0 or mom_status_interval <= 0:
             raise ValueError("scheduler_iteration and mom_status_interval must be positive")
         if min(keep_completed, hierarchy_delay, mom_report_delay, mom_hello_delay,
-               node_down_delay) < 0:
+               node_down_delay, restart_report_delay) < 0:
             raise ValueError("delays cannot be negative")
         self._clock = clock
         self._server = server_name
@@ -353,6 +385,7 @@ class TorqueEmulator:
         self._mom_hello_delay = mom_hello_delay
         self._status_interval = mom_status_interval
         self._node_down_delay = node_down_delay
+        self._restart_report_delay = restart_report_delay
         self._submit_user = submit_user
         self._lock = threading.RLock()
         # Free cores per usable node as the last cycle left them: derived, not state; only
@@ -525,6 +558,38 @@ class TorqueEmulator:
             self._state.sched_dirty = True
             logger.info("server %s trqauthd_down=%s", "down" if down else "up", trqauthd)
 
+    def restart(self) -> None:
+        """pbs_server stops and starts again (`qterm -t quick`, then `pbs_server`; also a
+        stopped server starts). Jobs are kept, running ones on their moms. Every node entry
+        is rebuilt from the nodes list and what server_priv/node_status and node_note held
+        at their last write: offline exactly when saved offline, the saved note, the
+        hierarchy sent (initialLoadHierarchy), and no mom status until the moms that are up
+        report again, `restart_report_delay` later (measured 15.8 s). Until then a node
+        saved offline shows `offline` alone, any other `down` (the saved state replaces
+        the node's: setup_nodes)."""
+        with self._lock:
+            self.advance()
+            state = self._state
+            now = state.now
+            state.server_down = state.trqauthd_down = False
+            state.sched_dirty = True
+            for node in state.nodes.values():
+                node.offline = node.name in state.saved_offline_nodes
+                node.down = not node.offline
+                node.note = state.saved_node_notes.get(node.name)
+                node.list_not_sent = False
+                node.reported_at = None
+                node.report_due = node.down_due = None
+                if self._mom_alive(node.name):
+                    self._schedule_report(node, now + self._restart_report_delay)
+                elif node.offline:
+                    # check_nodes marks a silent node down, but not one already down
+                    # (INUSE_NOT_READY); that it takes node_down_delay is assumed.
+                    node.down_due = now + self._node_down_delay
+                    self._push(node.down_due, _MARK_DOWN, node.name, node.serial)
+            logger.info("server restarted offline=%s notes=%d", state.saved_offline_nodes,
+                        len(state.saved_node_notes))
+
     # --- persistence ----------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
@@ -682,6 +747,13 @@ class TorqueEmulator:
         if _is_true(self._state.attributes.get("auto_node_np", "False")):
             node.np = mom.ncpus
         logger.debug("mom report node=%s ncpus=%d", node.name, mom.ncpus)
+
+    def _next_status_send(self, mom: _Mom) -> float:
+        """When `mom` next sends its status: at its start and every status interval after
+        (the server answers even a refused one, so the mom keeps its pace)."""
+        elapsed = self._state.now - mom.up_since
+        return mom.up_since + (math.floor(elapsed / self._status_interval) + 1) \
+            * self._status_interval
 
     def _next_periodic_report(self, node: _NodeEntry) -> float | None:
         """The next routine report of a reporting mom, which would reset np or `-r`."""
@@ -982,6 +1054,10 @@ class TorqueEmulator:
 
     def _qsub(self, args: list[str], stdin: bytes | None,
               submit_filter: str | None = None) -> tuple[int, str, str]:
+        # With a filter, qsub checked the script file before running the filter.
+        refusal = None if submit_filter is not None else script_file_refusal(args)
+        if refusal is not None:
+            return 1, "", refusal
         try:
             options, rest = getopt.getopt(args, _QSUB_OPTIONS)
         except getopt.GetoptError:
@@ -1291,10 +1367,13 @@ class TorqueEmulator:
         node = self._state.nodes.get(name)
         if node is None:
             return f"Error setting note attribute for {name} - Unknown node \n"
-        changes_state = (mode == "offline" and not node.offline) \
-            or (mode == "clear" and node.offline) or mode == "reset"
-        if changes_state and node.list_not_sent:
+        if mode != "note" and node.list_not_sent:
+            # -o/-c/-r go as a `state` attribute in one request with -N's note, and
+            # node_state() refuses any new state while the hierarchy is not sent, even an
+            # unchanged one; the whole request fails (source: node_state ATR_ACTION_ALTER,
+            # pbsnodes.c set_all_nodeattrs).
             return f"Error setting note attribute for {name} - {_HIERARCHY_NOT_SENT}\n"
+        offline_before, note_before = node.offline, node.note
         if note is not None:
             node.note = note or None
         if mode == "offline":
@@ -1307,8 +1386,25 @@ class TorqueEmulator:
             due = self._next_periodic_report(node)
             if due is not None:
                 self._schedule_report(node, due)
+        self._save_changed_node_files(node, offline_before, note_before)
         logger.info("node marked node=%s mode=%s note=%s", name, mode, note)
         return ""
+
+    def _save_changed_node_files(self, node: _NodeEntry, offline_before: bool,
+                                 note_before: str | None) -> None:
+        """mgr_node_set after a change to `node`: node_status is rewritten when its
+        offline flag changed, node_note when its note did (source: chk_characteristic).
+        Each holds every node at that moment, an entry in its creation window included."""
+        if node.offline != offline_before:
+            self._save_offline_nodes()
+        if node.note != note_before:
+            self._state.saved_node_notes = {name: entry.note for name, entry
+                                            in self._state.nodes.items() if entry.note}
+
+    def _save_offline_nodes(self) -> None:
+        """write_node_state(): the names of the nodes offline now."""
+        self._state.saved_offline_nodes = [name for name, node in self._state.nodes.items()
+                                           if node.offline]
 
     def _node_state(self, node: _NodeEntry) -> str:
         flags = [flag for flag, on in (("down", node.down), ("offline", node.offline),
@@ -1668,8 +1764,11 @@ class TorqueEmulator:
         self._apply_node_attributes(node, attributes, creating=True)
         state.nodes[name] = node
         self._push(node.hierarchy_at, _HIERARCHY, name, node.serial)
-        if self._mom_alive(name):
-            self._schedule_report(node, node.hierarchy_at + self._mom_report_delay)
+        mom = state.moms.get(name)
+        if mom is not None and mom.up:
+            # A running mom's statuses found no entry and were dropped ("address not
+            # trusted"); the server hears the next one the mom sends on its cadence.
+            self._schedule_report(node, self._next_status_send(mom) + self._mom_hello_delay)
         logger.info("node created node=%s np=%d properties=%s", name, node.np,
                     ",".join(node.properties))
 
@@ -1680,11 +1779,14 @@ class TorqueEmulator:
             if job is not None and job.state == "R":
                 self._requeue(job)
         del self._state.nodes[node.name]
+        # A delete rewrites node_status but leaves node_note as it was (mgr_node_delete).
+        self._save_offline_nodes()
         logger.info("node deleted node=%s", node.name)
 
     def _set_node(self, node: _NodeEntry, attributes: tuple[tuple[str, str, str], ...]) -> None:
-        np_before = node.np
+        np_before, offline_before, note_before = node.np, node.offline, node.note
         self._apply_node_attributes(node, attributes, creating=False)
+        self._save_changed_node_files(node, offline_before, note_before)
         if node.np != np_before and _is_true(self._state.attributes.get("auto_node_np", "")):
             due = self._next_periodic_report(node)
             if due is not None:
@@ -1778,6 +1880,57 @@ def split_qsub_arguments(args: Sequence[str]) -> tuple[list[tuple[str, str]], li
     """qsub's options and operands (its script file) as its getopt reads them; raises
     getopt.GetoptError where qsub prints its usage."""
     return getopt.getopt(list(args), _QSUB_OPTIONS)
+
+
+def script_file_refusal(args: Sequence[str]) -> str | None:
+    """What qsub prints when it refuses the script file its arguments name, before it
+    parses its options or runs a submit filter; None when it takes the file (or there is
+    none, or it cannot be read: qsub words that later). A script on stdin is not checked.
+
+    get_script() first wants the first 50 bytes to be text (istext), then no line that
+    ends in CR LF (isWindowsFormat)."""
+    operand = _script_operand(args)
+    if operand is None:
+        return None
+    try:
+        script = Path(operand).read_bytes()
+    except OSError:
+        return None
+    if not set(script[:_ASCII_CHECKED_BYTES]) <= _TEXT_BYTES:
+        return _SCRIPT_NOT_ASCII
+    if any(_is_dos_line(line) for line in _fgets_lines(script, _LINE_BUFFER)):
+        return _SCRIPT_IN_DOS_FORMAT
+    return None
+
+
+def _script_operand(args: Sequence[str]) -> str | None:
+    """find_job_script_index(): the first word that is neither an option nor the value
+    of the option before it (a two-character option whose letter takes one)."""
+    takes_value = False
+    for word in args:
+        if takes_value:
+            takes_value = False
+        elif not word.startswith("-"):
+            return word
+        elif word[1:2] != "I" and f"{word[1:2]}:" in _QSUB_GETOPT_ARGS:
+            takes_value = len(word) <= 2
+    return None
+
+
+def _fgets_lines(data: bytes, size: int) -> Iterator[bytes]:
+    """`data` as fgets() with a buffer of `size` reads it: up to a newline or size-1 bytes."""
+    start = 0
+    while start < len(data):
+        newline = data.find(b"\n", start, start + size - 1)
+        end = newline + 1 if newline >= 0 else min(start + size - 1, len(data))
+        yield data[start:end]
+        start = end
+
+
+def _is_dos_line(line: bytes) -> bool:
+    """isWindowsFormat()'s test: the byte before the last (as strlen counts) is a CR."""
+    text = line.partition(b"\0")[0]
+    return len(text) >= 2 and text[-2:-1] == b"\r"
 
 
 def _state_from_plain(data: Mapping[str, Any]) -> _State:

@@ -32,5 +32,9 @@ class Cloud(Protocol):
     def delete_instance(self, instance_id: str) -> None:
         """Idempotent: an instance already gone is success."""
 
+    def mark_entry_ready(self, instance_id: str) -> None:
+        """Set the instance's ENTRY_READY_KEY metadata: its TORQUE node entry is usable, so
+        its user-data may start pbs_mom. Idempotent."""
+
     def quota(self) -> Quota:
         """What the project can still launch."""

@@ -168,6 +168,8 @@ class FakeNova:
         self.on_active: list[Callable[[FakeServer], None]] = []
         # Called when a delete is accepted: the guest (and its pbs_mom) stops at once.
         self.on_delete: list[Callable[[FakeServer], None]] = []
+        # Called after servers.set_meta_item: the guest sees its metadata change.
+        self.on_metadata: list[Callable[[FakeServer], None]] = []
         self._flavors = {flavor.id or flavor.name: flavor for flavor in flavors}
         self._images = frozenset(images)
         self._zones = tuple(zones)
@@ -401,6 +403,21 @@ class FakeNova:
             if failure is not None:
                 raise failure.error
             return list(tag_list)
+
+    def _set_meta_item(self, server_id: str, key: str, value: str) -> FakeResource:
+        with self._lock:
+            failure = self._enter("servers.set_meta_item", server=server_id, key=key,
+                                  value=value)
+            server = self._server(server_id)
+            metadata = {**server.metadata, key: value}
+            _validate_server_fields(server.name, metadata, server.tags, None)
+            server.metadata = metadata
+            if failure is not None:
+                raise failure.error
+            view = self._view(server, detailed=True)
+        for callback in list(self.on_metadata):
+            callback(view)
+        return FakeResource({"metadata": {key: value}})
 
     def _flavor_list(self) -> list[FakeResource]:
         with self._lock:
@@ -650,6 +667,9 @@ class FakeServerManager:
 
     def set_tags(self, server: Any, tags: Iterable[str]) -> list[str]:
         return self._nova._set_tags(_getid(server), tags)
+
+    def set_meta_item(self, server: Any, key: str, value: str) -> FakeResource:
+        return self._nova._set_meta_item(_getid(server), key, value)
 
 
 class FakeFlavorManager:

@@ -18,7 +18,8 @@ from novaclient import exceptions as nova_exc
 
 from dtserver.clock import Clock, SystemClock
 from dtserver.cloud import CloudError
-from dtserver.model import ErrorKind, Flavor, Instance, InstanceSpec, Quota
+from dtserver.model import (
+    ENTRY_READY, ENTRY_READY_KEY, ErrorKind, Flavor, Instance, InstanceSpec, Quota)
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,11 @@ class NovaCloud:
             logger.info("instance already gone id=%s", instance_id)
         except _CLOUD_EXCEPTIONS as exc:
             raise self._failed("servers.delete", exc) from exc
+
+    def mark_entry_ready(self, instance_id: str) -> None:
+        self._call("servers.set_meta_item", self._client.servers.set_meta_item, instance_id,
+                   ENTRY_READY_KEY, ENTRY_READY)
+        logger.info("instance told its node entry is ready id=%s", instance_id)
 
     def quota(self) -> Quota:
         limits = self._call("limits.get", self._client.limits.get)

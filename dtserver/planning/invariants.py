@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 from dtserver.actions import (
-    ClearNode, DeleteInstance, JoinNode, LaunchInstance, OfflineNode, Plan,
+    ClearNode, DeleteInstance, JoinNode, LaunchInstance, MarkEntryReady, OfflineNode, Plan,
     RegisterSlot, ReleaseNode)
 from dtserver.model import DrainKind, DtError, NodeState, Snapshot
 from dtserver.policy import Policy
@@ -54,6 +54,8 @@ def violations(snapshot: Snapshot, policy: Policy, plan: Plan) -> list[str]:
                         else instance.name if instance else None)
             if hostname and jobs_on(hostname):
                 problems.append(f"delete of the instance of {hostname} which runs jobs")
+        if isinstance(action, MarkEntryReady) and action.instance_id not in owned_instances:
+            problems.append(f"metadata of instance {action.instance_id} we do not own")
         if isinstance(action, (ReleaseNode, OfflineNode, ClearNode, JoinNode, RegisterSlot,
                                LaunchInstance)) and policy.pool_of_slot(action.hostname) is None:
             problems.append(f"{type(action).__name__} on {action.hostname}, not one of our slots")

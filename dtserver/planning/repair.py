@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from typing import Mapping
 
 from dtserver.actions import (
-    AdoptInstance, DeleteInstance, JoinNode, MarkDown, PokeScheduler, RegisterSlot,
-    ReleaseNode, Transition)
+    AdoptInstance, ClearNode, DeleteInstance, JoinNode, MarkDown, MarkEntryReady, PokeScheduler,
+    RegisterSlot, ReleaseNode, Transition)
 from dtserver.model import (
     ErrorKind, Instance, Node, NodeRecord, NodeState, PoolHealth, Snapshot)
 from dtserver.policy import Policy
@@ -141,6 +141,22 @@ class Lifecycle:
         elif self.now - record.created > self.policy.boot_timeout:
             self.fail(record, "never joined: the mom did not report within "
                               f"{int(self.policy.boot_timeout.total_seconds())} s")
+        elif node is not None and not node.is_settling:
+            self.unstale(record, node)
+            if not instance.entry_announced:
+                self.actions.append(MarkEntryReady(record.id, instance.id, record.hostname))
+
+    def unstale(self, record: NodeRecord, node: Node) -> None:
+        """An owned node we did not drain must not be offline or carry our note. TORQUE can
+        bring either back: `qmgr delete node` + `create node` leaves the old entry's saved
+        offline flag and note (server_priv/node_status, node_note) for a restart to restore,
+        and pbs_sched never places a job on an offline node."""
+        if record.drain is not None:
+            return
+        ours = node.note is not None and node.note.startswith(self.policy.drain_note_prefix)
+        if node.is_offline or ours:
+            self.actions.append(ClearNode(record.id, record.hostname,
+                                          "offline flag or note that no drain of ours set"))
 
     def running(self, record: NodeRecord, instance: Instance) -> None:
         """IDLE, BUSY or UNKNOWN: follow what TORQUE says."""
@@ -158,6 +174,14 @@ class Lifecycle:
                                                  instance.addresses[0], record.cores,
                                                  pool.properties, "node entry missing"))
             return
+        if node.is_settling:
+            return          # re-created this pass or the last: nothing is known of it yet
+        if record.drain is not None and node.is_offline:
+            # A drain recorded but its transition lost (a crash between the two): resume it.
+            self.actions.append(Transition(record.id, NodeState.OFFLINE,
+                                           f"{record.drain.value} drain resumed"))
+            return
+        self.unstale(record, node)
         if node.is_down:
             # A down node is neither idle nor busy: only its down timer runs.
             if record.down_since is None:
@@ -206,9 +230,9 @@ class Lifecycle:
                                                "orphan: no live record owns it"))
 
     def slots(self) -> None:
-        """Every slot without an instance exists and is offline. TORQUE drops the offline
-        flag of a new entry when it first sends the MOM hierarchy (~10 s after create), so
-        an unused slot that lost it is offlined again."""
+        """Every slot without an instance exists, offline, with the slot note and np. A new
+        entry settles for about 10 s (the server refuses pbsnodes -o until then) and then
+        loses the offline flag it was created with; a restart can bring back an old note."""
         if self.nodes is None:
             return
         taken = {record.hostname for record in self.snapshot.records
@@ -219,9 +243,16 @@ class Lifecycle:
                 if node is None:
                     self.actions.append(RegisterSlot(hostname, pool.name, pool.slot_np,
                                                      pool.properties))
-                elif hostname not in taken and not node.is_offline and not node.jobs:
+                    continue
+                if hostname in taken or node.jobs or node.is_settling:
+                    continue
+                problem = ("slot lost its offline flag" if not node.is_offline
+                           else "slot note missing" if node.note != SLOT_NOTE
+                           else f"slot np {node.np}, not {pool.slot_np}"
+                           if node.np != pool.slot_np else None)
+                if problem is not None:
                     self.actions.append(RegisterSlot(hostname, pool.name, pool.slot_np,
-                                                     pool.properties, "slot lost its offline flag"))
+                                                     pool.properties, problem))
 
 
 def plan_repairs(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str]

@@ -118,6 +118,12 @@ class IncrementalNovaCloud(NovaCloud):
             self._stale.add(instance_id)
             self._deleting.add(instance_id)
 
+    def mark_entry_ready(self, instance_id: str) -> None:
+        try:
+            super().mark_entry_ready(instance_id)
+        finally:
+            self._stale.add(instance_id)
+
     def owned_instances(self) -> tuple[Instance, ...]:
         known = self._known
         if known is None:

@@ -191,6 +191,12 @@ def test_offline_note_clear_and_reset_of_09_match() -> None:
     assert assert_replays(emu, clock, captures, before={last: 46.0}) >= 25
 
 
+def test_creation_window_of_49_refuses_a_state_change_and_its_note() -> None:
+    clock, emu = emulator()
+    assert assert_replays(emu, clock, load_blocks("49_okclients_window.txt")) == 2
+    assert "     note = some text, with comma\n" in ok(emu, "pbsnodes -a N").stdout.decode()
+
+
 def test_print_server_matches_03b() -> None:
     _, emu = emulator()
     ok(emu, "qmgr -c 'set queue cloud resources_default.neednodes = CLOUD'")
@@ -344,6 +350,20 @@ def test_qsub_feasibility_checks_of_15(sleep_script: Path) -> None:
         job_id, _, state, resources = line.split(" ", 3)
         job = emu.job(job_id)
         assert (job.state, dict(job.resources)) == (state, ast.literal_eval(resources)), line
+
+
+def test_qsub_refuses_the_script_files_of_50(tmp_path: Path) -> None:
+    clock, emu = emulator()
+    capture_cluster(clock, emu)
+    (tmp_path / "dos.sh").write_bytes(b"#!/bin/sh\r\nsleep 1\r\n")
+    (tmp_path / "utf8.sh").write_bytes("#!/bin/sh\n# gr\u00fc\u00dfe\nsleep 1\n".encode())
+    captures = load_blocks("50_qsub_script_file_checks.txt")
+    for capture in captures:
+        argv = [str(tmp_path / word) if word.endswith(".sh") else word for word in capture.argv]
+        result = emu.run(argv)
+        assert (result.status, result.stdout.decode(), result.stderr) == (
+            capture.exit_code, capture.stdout, capture.stderr), capture.source
+    assert len(captures) == 2 and emu.jobs() == ()
 
 
 def test_queue_default_neednodes_variants_of_42() -> None:

@@ -23,7 +23,8 @@ from dtserver.store.sqlite import SqliteStore
 from tests.admin.conftest import Service, write_token
 from tests.api.builders import T0, record
 
-WAIT = ["--poll", "0.05", "--wait-timeout", "10"]
+FAST_POLL = ["--poll", "0.05"]
+WAIT = [*FAST_POLL, "--wait-timeout", "10"]
 
 
 def fill(store: SqliteStore) -> None:
@@ -252,11 +253,60 @@ def test_old_s_flag_toggles_sleep_mode(service: Service, capsys, argv) -> None:
 
 
 # -- intents --------------------------------------------------------------------------------
+# By default an intent command waits for the reconciler's decision; --wait follows the
+# intent to its end, --no-wait returns once it is recorded.
 
-def test_kill_records_an_intent_and_says_how_to_follow_it(service: Service, capsys) -> None:
+def test_kill_waits_for_the_decision_and_says_what_follows(service: Service, capsys) -> None:
+    fill(service.store)
+    helper = complete_when_recorded(service.store, IntentStatus.DONE,
+                                    "cloud-001 offlined; deleted on the next pass")
+
+    # Nothing deletes the node here: exit 0 means only the decision was awaited.
+    assert service.dtadmin("kill", "cloud-001", *FAST_POLL) == 0
+
+    helper.join(timeout=10)
+    out = capsys.readouterr().out
+    assert "(kill cloud-001): done: cloud-001 offlined; deleted on the next pass" in out
+    assert out.rstrip().endswith("`dtadmin node cloud-001` follows its deletion")
+
+
+@pytest.mark.parametrize("argv", [["kill", "cloud-002", *FAST_POLL],
+                                  ["kill", "cloud-002", "--wait", *WAIT], ["-k", "cloud-002"]])
+def test_kill_of_a_busy_node_exits_1_naming_the_job(service: Service, capsys, argv) -> None:
+    fill(service.store)
+    helper = complete_when_recorded(service.store, IntentStatus.REFUSED,
+                                    "cloud-002 runs job 21.vm; use drain-all to wait for it")
+
+    assert service.dtadmin(*argv) == 1
+
+    helper.join(timeout=10)
+    assert "kill cloud-002 refused: cloud-002 runs job 21.vm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]])
+def test_kill_gives_up_with_exit_3_when_no_reconciler_decides(service: Service, capsys,
+                                                              wait) -> None:
     fill(service.store)
 
-    assert service.dtadmin("kill", "cloud-001") == 0
+    assert service.dtadmin("kill", "cloud-001", *wait, *FAST_POLL, "--wait-timeout", "0.3") == 3
+
+    assert "still pending; is the reconciler running?" in capsys.readouterr().err
+
+
+def test_the_decision_wait_is_bounded_without_wait_timeout(service: Service, capsys,
+                                                           monkeypatch) -> None:
+    monkeypatch.setattr("admin.cli.DECISION_WAIT_SECONDS", 0.3)
+
+    assert service.dtadmin("drain-all", *FAST_POLL) == 3
+
+    assert "gave up after 0.3 s" in capsys.readouterr().err
+
+
+def test_kill_no_wait_records_an_intent_and_says_how_to_follow_it(service: Service,
+                                                                  capsys) -> None:
+    fill(service.store)
+
+    assert service.dtadmin("kill", "cloud-001", "--no-wait") == 0
 
     (intent,) = service.store.intents()
     assert (intent.kind, intent.target, intent.status) == (IntentKind.KILL, "cloud-001",
@@ -273,29 +323,6 @@ def test_kill_of_an_unknown_node_exits_5(service: Service, capsys) -> None:
 
     assert "no live node record for 'cloud-009'" in capsys.readouterr().err
     assert service.store.intents() == ()
-
-
-@pytest.mark.parametrize("argv", [["kill", "cloud-002", "--wait", *WAIT], ["-k", "cloud-002"]])
-def test_kill_wait_reports_the_reconciler_refusal_with_the_job(service: Service, capsys,
-                                                               argv) -> None:
-    fill(service.store)
-    helper = complete_when_recorded(service.store, IntentStatus.REFUSED,
-                                    "cloud-002 runs job 21.vm; use drain-all to wait for it")
-
-    assert service.dtadmin(*argv) == 1
-
-    helper.join(timeout=10)
-    assert "refused: cloud-002 runs job 21.vm" in capsys.readouterr().err
-
-
-def test_kill_wait_gives_up_with_exit_3_when_no_reconciler_acts(service: Service,
-                                                                 capsys) -> None:
-    fill(service.store)
-
-    assert service.dtadmin("kill", "cloud-001", "--wait", "--poll", "0.05",
-                           "--wait-timeout", "0.3") == 3
-
-    assert "still pending; is the reconciler running?" in capsys.readouterr().err
 
 
 def test_kill_wait_follows_the_node_until_it_is_deleted(service: Service, capsys) -> None:
@@ -320,17 +347,47 @@ def test_kill_wait_follows_the_node_until_it_is_deleted(service: Service, capsys
 def test_repeated_kill_reuses_the_pending_intent(service: Service, capsys) -> None:
     fill(service.store)
 
-    assert service.dtadmin("kill", "cloud-001", "--json") == 0
-    assert service.dtadmin("kill", "cloud-001", "--json") == 0
+    assert service.dtadmin("kill", "cloud-001", "--no-wait", "--json") == 0
+    assert service.dtadmin("kill", "cloud-001", "--no-wait", "--json") == 0
 
     assert len(service.store.intents()) == 1
 
 
-def test_drain_all_records_an_intent(service: Service, capsys) -> None:
-    assert service.dtadmin("drain-all") == 0
+@pytest.mark.parametrize("argv, kind", [(["kill", "cloud-001"], "kill"),
+                                        (["drain-all"], "drain-all"),
+                                        (["reset-pool", "gpu"], "reset-pool")])
+def test_intent_command_json_is_one_document_with_the_decision(service: Service, capsys,
+                                                               argv, kind) -> None:
+    fill(service.store)
+    helper = complete_when_recorded(service.store, IntentStatus.DONE, "carried out")
+
+    assert service.dtadmin(*argv, "--json", *FAST_POLL) == 0
+
+    helper.join(timeout=10)
+    body = json.loads(capsys.readouterr().out)
+    assert (body["intent"]["kind"], body["intent"]["status"]) == (kind, "done")
+
+
+def test_drain_all_waits_for_the_decision_not_for_the_nodes(service: Service,
+                                                            capsys) -> None:
+    fill(service.store)
+    helper = complete_when_recorded(service.store, IntentStatus.DONE,
+                                    "2 nodes draining; sleep mode on; each node is deleted "
+                                    "when its jobs end")
+
+    assert service.dtadmin("drain-all", *FAST_POLL) == 0
+
+    helper.join(timeout=10)
+    out = capsys.readouterr().out
+    assert "(drain-all): done: 2 nodes draining" in out
+    assert out.rstrip().endswith("`dtadmin nodes` follows them")
+
+
+def test_drain_all_no_wait_records_an_intent(service: Service, capsys) -> None:
+    assert service.dtadmin("drain-all", "--no-wait") == 0
 
     (intent,) = service.store.intents()
-    assert intent.kind is IntentKind.DRAIN_ALL
+    assert (intent.kind, intent.status) == (IntentKind.DRAIN_ALL, IntentStatus.PENDING)
     assert "(drain-all): pending" in capsys.readouterr().out
 
 
@@ -345,21 +402,31 @@ def test_drain_all_wait_returns_once_no_node_is_left(service: Service, capsys, a
     assert "all nodes drained and deleted" in capsys.readouterr().out
 
 
-def test_reset_pool_waits_for_the_outcome(service: Service, capsys) -> None:
+def test_reset_pool_prints_the_decision(service: Service, capsys) -> None:
+    helper = complete_when_recorded(service.store, IntentStatus.DONE, "pool gpu resumed")
+
+    assert service.dtadmin("reset-pool", "gpu", *FAST_POLL) == 0
+
+    helper.join(timeout=10)
+    assert "(reset-pool gpu): done: pool gpu resumed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]])
+def test_reset_pool_refusal_exits_1(service: Service, capsys, wait) -> None:
     helper = complete_when_recorded(service.store, IntentStatus.REFUSED, "no pool named nope")
 
-    assert service.dtadmin("reset-pool", "nope", "--wait", *WAIT) == 1
+    assert service.dtadmin("reset-pool", "nope", *wait, *WAIT) == 1
 
     helper.join(timeout=10)
     assert "reset-pool nope refused: no pool named nope" in capsys.readouterr().err
 
 
-def test_reset_pool_without_wait_records_the_intent(service: Service, capsys) -> None:
-    assert service.dtadmin("reset-pool", "gpu", "--json") == 0
+def test_reset_pool_no_wait_records_the_intent(service: Service, capsys) -> None:
+    assert service.dtadmin("reset-pool", "gpu", "--no-wait", "--json") == 0
 
     body = json.loads(capsys.readouterr().out)
-    assert body["intent"]["kind"] == "reset-pool"
-    assert body["intent"]["target"] == "gpu"
+    assert (body["intent"]["kind"], body["intent"]["target"], body["intent"]["status"]) == \
+        ("reset-pool", "gpu", "pending")
 
 
 def test_intent_shows_the_outcome(service: Service, capsys) -> None:
@@ -429,6 +496,16 @@ def test_usage_errors_exit_2(argv, capsys) -> None:
     assert main(argv) == 2
 
     assert "usage: dtadmin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["kill", "x", "--wait", "--no-wait"],
+                                  ["drain-all", "--no-wait", "--wait"],
+                                  ["reset-pool", "gpu", "--wait", "--no-wait"],
+                                  ["-k", "x", "--no-wait"]])
+def test_wait_and_no_wait_together_are_a_usage_error(argv, capsys) -> None:
+    assert main(argv) == 2
+
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_help_exits_0(capsys) -> None:

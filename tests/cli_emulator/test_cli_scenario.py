@@ -17,7 +17,7 @@ from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.batch.torque_commands import SubprocessRunner
 from dtserver.batch.torque_emulator import EmulatedJob, EmulatedNode
-from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE
+from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, play_worker_user_data
 from dtserver.clock import FakeClock
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import NovaCloud
@@ -60,8 +60,8 @@ class CliCluster:
         (self.path / "job.sh").write_text(SCRIPT)
         self.nova = FakeNova(self.clock, flavors=DEMO_FLAVORS, images=(DEMO_IMAGE,),
                              boot_delay=timedelta(seconds=30))
-        self.nova.on_active.append(self.mom_starts)
-        self.nova.on_delete.append(lambda server: self.control("mom-down", server.name))
+        play_worker_user_data(self.nova, self.mom_starts,
+                              lambda server: self.control("mom-down", server.name))
         ids = itertools.count()
         self.reconciler = Reconciler(
             batch=TorqueBatch(SubprocessRunner(str(self.bin_dir), timeout=30.0)),
@@ -75,7 +75,7 @@ class CliCluster:
         assert done.returncode == 0, (words, done.stderr)
 
     def mom_starts(self, server: FakeServer) -> None:
-        """What cloud-init does on a worker: start pbs_mom, which reports its cores."""
+        """What the worker user-data does: start pbs_mom, which reports its cores."""
         self.control("mom-up", server.name, str(server.flavor["vcpus"]),
                      "--mem-mb", str(server.flavor["ram"]))
 

@@ -125,6 +125,32 @@ def test_qsub_with_the_reference_filter_answers_as_the_real_one(site: Site,
     assert site.logged() == filter_logs()[CASES[command]]
 
 
+@pytest.mark.parametrize("command, script", [
+    ("qsub dos.sh", b"#!/bin/sh\r\nsleep 1\r\n"),
+    ("qsub utf8.sh", "#!/bin/sh\n# d\u00e9j\u00e0 vu\nsleep 1\n".encode()),
+])
+def test_qsub_refuses_a_dos_or_non_ascii_script_file_before_the_filter_runs(
+        site: Site, command: str, script: bytes) -> None:
+    expected = find(load_blocks("50_qsub_script_file_checks.txt"), command)[0]
+    (site.work / command.split()[1]).write_bytes(script)
+
+    done = site.qsub(command)
+
+    assert (done.returncode, done.stdout, done.stderr.decode()) \
+        == (expected.exit_code, b"", expected.stderr)
+    assert site.logged() == []
+    assert xml_jobs(site.bin_dir) == {}
+
+
+def test_a_crlf_script_on_stdin_goes_through_the_filter_and_is_queued(site: Site) -> None:
+    done = site.qsub("printf '#!/bin/sh\\r\\n#PBS -N crlfstdin\\r\\nsleep 1\\r\\n' | qsub")
+
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert "--- stdin begin" in site.log.read_text()
+    job = xml_jobs(site.bin_dir)[done.stdout.decode().strip()]
+    assert job.findtext("Job_Name") == "crlfstdin"
+
+
 def test_the_filter_output_is_the_script_qsub_reads(site: Site) -> None:
     modified = site.qsub("FILTER_MODE=modify qsub -N modjob fjob.sh").stdout.decode().strip()
     from_filter = site.qsub("FILTER_MODE=modify_nodes qsub -N modnodes2 fjob.sh")

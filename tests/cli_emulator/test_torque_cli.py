@@ -99,7 +99,7 @@ def test_concurrent_commands_run_one_after_the_other(bin_dir: Path, tmp_path: Pa
 
 def test_the_state_is_one_json_file_replaced_whole(bin_dir: Path, home: EmulatorHome) -> None:
     ok(bin_dir, *CREATE_CN01)
-    ok(bin_dir, "pbsnodes", "-o", "-N", "slot", "cn01")
+    ok(bin_dir, "pbsnodes", "-N", "slot", "cn01")    # a note alone: taken in the window
 
     assert sorted(path.name for path in home.path.iterdir()) \
         == ["server.json", "server.lock", "torque.cfg"]
@@ -191,6 +191,19 @@ def test_with_a_hosts_file_only_listed_names_can_become_nodes(tmp_path: Path) ->
     assert listed.returncode == 0
     assert (unlisted.returncode, unlisted.stderr) \
         == (2, b"qmgr obj=vnode-002 svr=default: Unknown node \n")
+
+
+def test_a_restarted_server_rebuilds_its_nodes_from_what_it_saved(bin_dir: Path) -> None:
+    ok(bin_dir, *CREATE_CN01)
+    ok(bin_dir, "pbsnodes", "-N", "slot", "cn01")
+    ok(bin_dir, CONTROL, "mom-up", "cn01", "4")
+
+    ok(bin_dir, CONTROL, "server", "restart")
+
+    assert node_states(bin_dir) == {"cn01": "down"}
+    assert "     note = slot\n" in ok(bin_dir, "pbsnodes", "-a", "cn01")
+    ok(bin_dir, CONTROL, "clock", "advance", "16")
+    assert node_states(bin_dir) == {"cn01": "free"}
 
 
 @pytest.mark.parametrize("trqauthd", [True, False], ids=["trqauthd-down", "server-down"])

@@ -22,7 +22,7 @@ import requests
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.batch.torque_commands import SubprocessRunner
-from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE
+from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, play_worker_user_data
 from dtserver.clock import SystemClock
 from dtserver.cloud import Cloud
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
@@ -89,10 +89,10 @@ class Gunicorn:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}: "
                                    f"{self.log.read_text(errors='replace')[-2000:]}")
             try:
-                requests.get(f"{self.url}/healthz", timeout=1)
+                requests.get(f"{self.url}/healthz", timeout=5)
                 return
-            except requests.ConnectionError:
-                time.sleep(0.1)
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)     # not listening yet, or its worker still loading the app
         raise RuntimeError(f"gunicorn did not answer within {START_SECONDS} s")
 
     def stop(self) -> None:
@@ -118,6 +118,9 @@ class TimedCloud:
 
     def delete_instance(self, instance_id: str) -> None:
         self.cloud.delete_instance(instance_id)
+
+    def mark_entry_ready(self, instance_id: str) -> None:
+        self.cloud.mark_entry_ready(instance_id)
 
     def quota(self) -> Quota:
         return self.cloud.quota()
@@ -168,7 +171,7 @@ class Site:
         self.filter_log = self.directory / "filter.log"
         self.nova = FakeNova(self.clock, flavors=DEMO_FLAVORS, images=(DEMO_IMAGE,),
                              boot_delay=0.0)
-        self.nova.on_active.append(self._mom_starts)
+        play_worker_user_data(self.nova, self._mom_starts, lambda server: None)
         self.cloud = TimedCloud(NovaCloud(self.nova, cluster_id="e2e", clock=self.clock))
         self.batch = TorqueBatch(SubprocessRunner(str(self.bin_dir), timeout=COMMAND_SECONDS))
         self.reconciler = Reconciler(batch=self.batch, cloud=self.cloud, store=self.store,
@@ -181,7 +184,7 @@ class Site:
         return path
 
     def _mom_starts(self, server: FakeServer) -> None:
-        # What cloud-init does on a real instance: its pbs_mom reports to the server.
+        # What the worker user-data does on a real instance: start pbs_mom, which reports.
         with open_server(self.home) as torque:
             torque.emulator.mom_up(server.name, int(server.flavor["vcpus"]),
                                    int(server.flavor["ram"]))

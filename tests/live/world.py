@@ -76,6 +76,9 @@ class RecordingCloud:
     def delete_instance(self, instance_id: str) -> None:
         self.cloud.delete_instance(instance_id)
 
+    def mark_entry_ready(self, instance_id: str) -> None:
+        self.cloud.mark_entry_ready(instance_id)
+
     def quota(self) -> Quota:
         return self.cloud.quota()
 
@@ -145,10 +148,12 @@ class LiveWorld:
             self.step(reconciler)
 
     def play_cloud_init(self) -> None:
-        """Start the mom of each ACTIVE server of ours, stop the mom of each server gone."""
+        """Start the mom of each ACTIVE server of ours once its node entry is announced (as
+        the worker user-data does), stop the mom of each server gone."""
         owned = {instance.name: instance for instance in self.nova.owned_instances()}
         for name, instance in owned.items():
-            if instance.status == "ACTIVE" and name not in self.moms:
+            if instance.status == "ACTIVE" and instance.entry_announced \
+                    and name not in self.moms:
                 self.seen[instance.id] = instance
                 self.emulator.mom_up(name, self._cores[instance.flavor_id])
                 self.moms.add(name)

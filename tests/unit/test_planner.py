@@ -1,15 +1,17 @@
 """The pure planner, one behaviour per test, no mocks."""
 from __future__ import annotations
 
+import pytest
+
 from dtserver.actions import (
     AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
-    LaunchInstance, OfflineNode, PokeScheduler, RegisterSlot, ReleaseNode, SetSleeping,
-    Transition)
+    LaunchInstance, MarkEntryReady, OfflineNode, PokeScheduler, RegisterSlot, ReleaseNode,
+    SetSleeping, Transition)
 from dtserver.model import (
     DrainKind, ErrorKind, IntentKind, IntentStatus, JobState, NodeState, PoolHealth, Quota)
-from dtserver.planning import plan
+from dtserver.planning import SETTLE_POLL, plan
 from dtserver.planning.invariants import check_plan
-from dtserver.planning.repair import next_health
+from dtserver.planning.repair import SLOT_NOTE, next_health
 from tests.builders import (
     LARGE, SMALL, T0, hint, instance, intent, job, node, policy, pool, record, request,
     seconds, snapshot)
@@ -284,11 +286,77 @@ def test_registered_node_whose_mom_reported_becomes_idle_and_pokes_the_scheduler
     assert result.of_type(PokeScheduler)
 
 
-def test_registered_node_not_yet_reported_waits():
+def test_registered_node_not_yet_reported_waits_once_its_entry_is_announced():
+    rec = record(state=NodeState.REGISTERED)
+    snap = snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                    nodes=[node("cloud-001", states=("down",), reported=False)])
+    result = planned(snap)
+    assert result.actions == ()
+    assert result.revisit_after == SETTLE_POLL     # its mom is due to report any second
+
+
+def test_settled_entry_is_announced_to_the_instance_so_its_mom_starts():
     rec = record(state=NodeState.REGISTERED)
     snap = snapshot(records=[rec], instances=[instance()],
                     nodes=[node("cloud-001", states=("down",), reported=False)])
-    assert planned(snap).actions == ()
+    assert planned(snap).actions == (MarkEntryReady(rec.id, "i-1", "cloud-001"),)
+
+
+def test_settling_entry_is_neither_announced_nor_changed_and_is_looked_at_again_soon():
+    rec = record(state=NodeState.REGISTERED)
+    settling = node("cloud-001", states=("down", "offline", "MOM-list-not-sent"),
+                    reported=False)
+    result = planned(snapshot(records=[rec], instances=[instance()], nodes=[settling]),
+                     now=T0 + seconds(120))
+    assert result.actions == ()
+    assert result.revisit_after == SETTLE_POLL
+
+
+def test_quiet_cluster_waits_for_the_regular_pass():
+    rec = record(state=NodeState.IDLE)
+    result = planned(snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                              nodes=[node("cloud-001")]), now=T0 + seconds(10))
+    assert (result.actions, result.revisit_after) == ((), None)
+
+
+@pytest.mark.parametrize("states,note", [
+    (("offline",), None),                                     # node_status restored offline
+    (("offline",), "dynamictorque: slot, no instance"),       # and node_note the slot note
+    (("free",), "dynamictorque: slot, no instance"),          # the note alone
+    (("offline",), "someone's maintenance note"),             # offline without our drain
+])
+def test_owned_node_offline_or_noted_without_our_drain_is_cleared(states, note):
+    rec = record(state=NodeState.IDLE)
+    result = planned(snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                              nodes=[node("cloud-001", states=states, note=note)]),
+                     now=T0 + seconds(10))
+    assert result.of_type(ClearNode) == [ClearNode(rec.id, "cloud-001", result.of_type(
+        ClearNode)[0].reason)]
+    assert not result.of_type(OfflineNode)
+
+
+def test_owned_node_with_a_note_of_someone_else_is_left_alone():
+    rec = record(state=NodeState.BUSY)
+    result = planned(snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                              nodes=[node("cloud-001", jobs=["5.vm"], note="check fan")]))
+    assert result.of_type(ClearNode) == []
+
+
+def test_drained_node_is_not_cleared():
+    rec = record(state=NodeState.OFFLINE, drain=DrainKind.ADMIN)
+    result = planned(snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                              nodes=[node("cloud-001", states=("offline",), jobs=["5.vm"],
+                                          note="dynamictorque: draining: killed")]))
+    assert result.of_type(ClearNode) == []
+
+
+def test_drain_recorded_but_transition_lost_is_resumed():
+    rec = record(state=NodeState.IDLE, drain=DrainKind.IDLE)
+    result = planned(snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                              nodes=[node("cloud-001", states=("offline",),
+                                          note="dynamictorque: draining: idle")]))
+    assert transitions(result) == [(rec.id, NodeState.OFFLINE)]
+    assert result.of_type(ClearNode) == []
 
 
 def test_failed_node_is_released_and_deleted_with_the_record_written_first():
@@ -330,6 +398,37 @@ def test_missing_slots_are_registered():
     result = planned(snapshot(nodes=[], with_slots=None), policy(pool(max_nodes=2)))
     assert [(a.hostname, a.np) for a in result.of_type(RegisterSlot)] == [
         ("cloud-001", 8), ("cloud-002", 8)]
+
+
+@pytest.mark.parametrize("slot,problem", [
+    (node("cloud-001", states=("down",), np=8, reported=False, note=SLOT_NOTE),
+     "slot lost its offline flag"),
+    (node("cloud-001", states=("down", "offline"), np=8, reported=False), "slot note missing"),
+    (node("cloud-001", states=("down", "offline"), np=2, reported=False, note=SLOT_NOTE),
+     "slot np 2, not 8"),
+])
+def test_slot_that_is_not_an_empty_offline_slot_is_registered_again(slot, problem):
+    pol = policy(pool(max_nodes=1))
+    result = planned(snapshot(nodes=[slot], with_slots=None), pol)
+    assert result.of_type(RegisterSlot) == [RegisterSlot("cloud-001", "cloud", 8,
+                                                         frozenset({"CLOUD"}), problem)]
+
+
+def test_settling_slot_is_left_until_the_server_accepts_changes():
+    settling = node("cloud-001", states=("down", "offline", "MOM-list-not-sent"), np=8,
+                    reported=False, note=SLOT_NOTE)
+    result = planned(snapshot(nodes=[settling], with_slots=None), policy(pool(max_nodes=1)))
+    assert result.of_type(RegisterSlot) == []
+    assert result.revisit_after == SETTLE_POLL
+
+
+def test_launches_come_before_the_repairs_of_the_same_pass():
+    failed = record("cloud-002", state=NodeState.FAILED, instance_id="i-2")
+    snap = snapshot(jobs=[job()], records=[failed],
+                    instances=[instance("i-2", name="cloud-002")],
+                    nodes=[node("cloud-002", states=("down",))])
+    kinds = [type(action) for action in planned(snap).actions]
+    assert kinds.index(LaunchInstance) < kinds.index(ReleaseNode)
 
 
 # --- scale-down ------------------------------------------------------------------------------
