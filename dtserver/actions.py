@@ -162,6 +162,7 @@ class JobVerdict:
     reason: str
     pool: str | None = None
     cores: int | None = None   # cores the job requests; /metrics sums the queued demand
+    hosts: tuple[str, ...] = ()   # waiting-scheduler: the nodes it fits on now
 
 
 @dataclass(frozen=True)

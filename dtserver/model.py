@@ -6,7 +6,7 @@ own and remember. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Mapping
@@ -324,7 +324,22 @@ class Snapshot:
     # Indexes built once per pass for every planning step (read only).
     @cached_property
     def node_by_name(self) -> Mapping[str, Node] | None:
-        return None if self.nodes is None else {node.name: node for node in self.nodes}
+        """Each node with every job on it that pbsnodes or qstat names: a server that has
+        just restarted, or a mom that has not reported a job yet, can leave a running job
+        out of one of the two, and a node with a job must never look idle."""
+        if self.nodes is None:
+            return None
+        running: dict[str, list[str]] = {}
+        for job in self.jobs or ():
+            if job.state in (JobState.RUNNING, JobState.EXITING, JobState.SUSPENDED):
+                for host in dict.fromkeys(job.exec_hosts):
+                    running.setdefault(host, []).append(job.id)
+        by_name = {}
+        for node in self.nodes:
+            missing = [job for job in running.get(node.name, ()) if job not in node.jobs]
+            by_name[node.name] = replace(node, jobs=node.jobs + tuple(missing)) if missing \
+                else node
+        return by_name
 
     @cached_property
     def instance_by_id(self) -> Mapping[str, Instance] | None:

@@ -105,12 +105,12 @@ class TorqueBatch:
         offline a new entry until it has announced it to the moms (about 10 s), and then drops
         the creation's offline flag, so a new or settling entry is offlined on a later pass.
         An existing entry is offlined with the note and its np set back to the slot's."""
+        create = create_node_argv(hostname, np, properties, note)
         current = self.node(hostname)
         if current is None:
             if self._hosts is not None and self._hosts.address(hostname) is None:
                 self._hosts.set(hostname, self._hosts.placeholder_address)
-            self._qmgr(create_node_argv(hostname, np, properties, note),
-                       tolerate=is_node_already_present)
+            self._qmgr(create, tolerate=is_node_already_present)
             log.info("node slot created hostname=%s np=%d properties=%s", hostname, np,
                      ",".join(sorted(properties)))
             return
@@ -163,9 +163,11 @@ class TorqueBatch:
         so pbs_sched cannot place a job between our read and the delete; on NodeBusy it
         stays offline. The new entry is offline while it settles; the slot repair offlines
         it for good once the server allows it."""
+        create = create_node_argv(hostname, np, properties, note)   # checked before any change
+        offline = offline_node_argv(hostname, note)
         current = self.node(hostname)
         if current is not None and not current.is_offline:
-            self._pbsnodes(offline_node_argv(hostname, note))
+            self._pbsnodes(offline)
             current = self.node(hostname)
         if current is not None:
             if current.jobs:
@@ -173,7 +175,7 @@ class TorqueBatch:
             self._qmgr(delete_node_argv(hostname), tolerate=is_unknown_node)
         if self._hosts is not None:
             self._hosts.set(hostname, self._hosts.placeholder_address)
-        self._qmgr(create_node_argv(hostname, np, properties, note))
+        self._qmgr(create)
         log.info("node released hostname=%s", hostname)
 
     def poke_scheduler(self) -> None:

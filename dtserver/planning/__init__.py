@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from dtserver.actions import (
-    ExpireHint, JobVerdict, JoinNode, MarkEntryReady, Plan, RegisterSlot, ReleaseNode)
+    ExpireHint, JobVerdict, JoinNode, MarkEntryReady, Plan, PokeScheduler, RegisterSlot,
+    ReleaseNode)
 from dtserver.model import NodeState, Snapshot
 from dtserver.planning.demand import plan_demand, plan_floor
 from dtserver.planning.intents import plan_intents
@@ -32,10 +33,14 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> Plan:
                                             demand.used_hostnames)
     hint_actions: list[ExpireHint] = demand.expired_hints
     verdicts: tuple[JobVerdict, ...] = tuple(demand.verdicts)
-    actions = tuple(intent_actions + floor + demand.launches + repairs + removals + hint_actions)
+    stall_actions, stall_notes = _scheduler_stall(snapshot, verdicts, now)
+    if any(isinstance(action, PokeScheduler) for action in repairs):
+        stall_actions = []
+    actions = tuple(intent_actions + floor + demand.launches + repairs + stall_actions
+                    + removals + hint_actions)
     return Plan(
         actions=actions, verdicts=verdicts,
-        notes=tuple(intent_notes + repair_notes + floor_notes + removal_notes),
+        notes=tuple(intent_notes + repair_notes + floor_notes + removal_notes + stall_notes),
         revisit_after=SETTLE_POLL if _settling(snapshot, actions, now) else None)
 
 
@@ -45,6 +50,36 @@ SETTLE_POLL = timedelta(seconds=2)
 # A mom is due within seconds of its entry being announced; past this, a node still not
 # reporting waits for the regular passes (and its boot timeout).
 MOM_REPORT_WINDOW = timedelta(seconds=60)
+
+
+# pbs_sched starts a job that fits free cores within a second of a cycle, and we start a
+# cycle whenever a node turns ready; a job still waiting this long for nodes that sat ready
+# the whole time means pbs_sched is not placing jobs (dead, hung, or misconfigured).
+SCHEDULER_STALL = timedelta(seconds=30)
+
+
+def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: datetime
+                     ) -> tuple[list, list[str]]:
+    """A poke and a note when queued jobs fit ready nodes but pbs_sched leaves them queued."""
+    jobs = {job.id: job for job in snapshot.jobs or ()}
+    settled_since = {record.hostname: record.state_since for record in snapshot.records
+                     if record.state in (NodeState.IDLE, NodeState.BUSY)}
+    stalled = []
+    for verdict in verdicts:
+        job = jobs.get(verdict.job_id)
+        if verdict.status != "waiting-scheduler" or job is None:
+            continue
+        since = max([job.created, *(settled_since.get(host, job.created)
+                                    for host in verdict.hosts)])
+        if now - since >= SCHEDULER_STALL:
+            stalled.append((now - since, verdict))
+    if not stalled:
+        return [], []
+    waited, verdict = max(stalled, key=lambda item: item[0])
+    note = (f"pbs_sched has started none of {len(stalled)} queued jobs that fit ready nodes "
+            f"(longest: {verdict.job_id} on {', '.join(verdict.hosts)} for "
+            f"{int(waited.total_seconds())} s): is pbs_sched running?")
+    return [PokeScheduler("queued jobs fit ready nodes")], [note]
 
 
 def _settling(snapshot: Snapshot, actions: tuple, now: datetime) -> bool:

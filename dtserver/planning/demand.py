@@ -530,7 +530,8 @@ def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
         return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join",
                           pool.name, demand.cores)
     return JobVerdict(demand.key, "waiting-scheduler",
-                      f"fits on {hosts}; waiting for the scheduler", pool.name, demand.cores)
+                      f"fits on {hosts}; waiting for the scheduler", pool.name, demand.cores,
+                      tuple(dict.fromkeys(bin_.hostname for bin_ in bins)))
 
 
 def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,

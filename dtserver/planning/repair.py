@@ -203,11 +203,21 @@ class Lifecycle:
             return
         instance = self.instance_of(record)
         jobs = self.jobs_on(record)
-        if instance is None:
-            self.actions.append(Transition(record.id, NodeState.DELETED, "instance gone"))
-        elif jobs:
+        node = self.nodes.get(record.hostname)
+        pool = self.policy.pool(record.pool)
+        released = node is not None and (node.note == SLOT_NOTE or node.is_settling)
+        if jobs:
             self.notes.append(f"{record.hostname}: deletion held, TORQUE lists "
                               f"{', '.join(jobs)} on it")
+        elif not released and pool is not None:
+            # The pass that began the deletion stopped before the release (a crash): the
+            # entry still names the instance, or is gone. Release it, then delete.
+            self.actions.append(ReleaseNode(record.id, record.hostname, pool.slot_np,
+                                            pool.properties, "release resumed"))
+            if instance is not None:
+                self.actions.append(DeleteInstance(record.id, instance.id, "delete resumed"))
+        elif instance is None:
+            self.actions.append(Transition(record.id, NodeState.DELETED, "instance gone"))
         elif self.now - record.state_since > DELETE_RETRY:
             self.actions.append(DeleteInstance(record.id, instance.id, "delete retried"))
 
@@ -239,12 +249,14 @@ class Lifecycle:
                  if record.state is not NodeState.DELETED}
         for pool in self.policy.pools:
             for hostname in pool.slot_names:
+                if hostname in taken:
+                    continue          # its record's lifecycle owns the entry, missing or not
                 node = self.nodes.get(hostname)
                 if node is None:
                     self.actions.append(RegisterSlot(hostname, pool.name, pool.slot_np,
                                                      pool.properties))
                     continue
-                if hostname in taken or node.jobs or node.is_settling:
+                if node.jobs or node.is_settling:
                     continue
                 problem = ("slot lost its offline flag" if not node.is_offline
                            else "slot note missing" if node.note != SLOT_NOTE

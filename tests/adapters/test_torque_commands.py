@@ -19,6 +19,7 @@ from dtserver.batch.torque_commands import (
     offline_node_argv,
     pbsnodes_xml_argv,
     qstat_jobs_argv,
+    set_node_np_argv,
     start_scheduling_argv,
     validate_hostname,
 )
@@ -46,10 +47,52 @@ def test_create_node_argv_matches_the_captured_syntax():
     assert create_node_argv("cn03", 8, ()) == ("qmgr", "-c", "create node cn03 np=8")
 
 
+def test_create_node_argv_sets_a_note_as_one_quoted_attribute_value():
+    # Real TORQUE took this create with its note, the comma inside the quotes included (49_).
+    command = """qmgr -c 'create node N np=4,properties=CLOUD,note="some text, with comma"'"""
+    captured = find(load_blocks("49_okclients_window.txt"), command)[0]
+    assert create_node_argv("N", 4, {"CLOUD"}, "some text, with comma") == captured.argv
+    assert create_node_argv("cloud-001", 2, {"bigmem", "CLOUD"},
+                            "dynamictorque: slot, no instance") == (
+        "qmgr", "-c", 'create node cloud-001 np=2,properties="CLOUD,bigmem",'
+                      'note="dynamictorque: slot, no instance"')
+
+
+def test_create_node_argv_cleans_the_note_as_pbsnodes_notes_are():
+    assert create_node_argv("cn01", 2, (), " two\nlines ") == (
+        "qmgr", "-c", 'create node cn01 np=2,note="two lines"')
+
+
+@pytest.mark.parametrize("note", ['say "hi"', '"', 'slot"'])
+def test_create_node_argv_refuses_a_note_with_a_double_quote(note):
+    # qmgr ends a quoted value at the next double quote: the rest would be read as syntax.
+    with pytest.raises(InvalidArgument):
+        create_node_argv("cn01", 2, {"CLOUD"}, note)
+
+
+@pytest.mark.parametrize("note", ["", "n", "\n"])
+def test_create_node_argv_refuses_a_note_that_reads_as_no_note(note):
+    with pytest.raises(InvalidArgument):
+        create_node_argv("cn01", 2, {"CLOUD"}, note)
+
+
 @pytest.mark.parametrize("np", [0, -1, True, 2.5])
 def test_create_node_argv_refuses_a_bad_np(np):
     with pytest.raises(InvalidArgument):
         create_node_argv("cn01", np, {"CLOUD"})
+
+
+def test_set_node_np_argv_spells_the_directive_qmgr_prints_for_a_node():
+    printed = find(load_blocks("03b_qmgr_print_server_final.txt"), "qmgr -c 'p n @default'")[0]
+    assert set_node_np_argv("cn01", 4)[2] in printed.stdout.splitlines()
+    assert set_node_np_argv("cloud-001", 8) == ("qmgr", "-c", "set node cloud-001 np = 8")
+
+
+@pytest.mark.parametrize("hostname, np", [("cn01", 0), ("cn01", True), ("-o", 4),
+                                          ("cn01;ls", 4)])
+def test_set_node_np_argv_refuses_a_bad_name_or_np(hostname, np):
+    with pytest.raises(InvalidArgument):
+        set_node_np_argv(hostname, np)
 
 
 @pytest.mark.parametrize("name", ["vm", "cn01", "cloud-001", "node1.cluster.example.org",

@@ -99,6 +99,19 @@ def test_a_registered_slot_is_an_offline_node_with_its_note(cluster: Cluster) ->
     assert node.is_offline and node.is_down and not node.has_reported
 
 
+def test_a_slot_is_registered_again_once_the_server_has_announced_it(cluster: Cluster) -> None:
+    slots(cluster, "vnode-001")
+    slots(cluster, "vnode-001")        # while the entry settles: left alone, nothing refused
+    cluster.control("clock", "advance", "20")
+    [announced] = cluster.batch.nodes()
+    cluster.batch.register_slot("vnode-001", 4, CLOUD, SLOT_NOTE)
+
+    [node] = cluster.batch.nodes()
+    # Announcing the entry dropped the creation's offline flag; the later pass sets it again.
+    assert not announced.is_offline and announced.note == SLOT_NOTE
+    assert (node.np, node.note) == (4, SLOT_NOTE) and node.is_offline
+
+
 def test_qsub_accepts_a_job_larger_than_running_capacity_once_slots_exist(
         cluster: Cluster) -> None:
     refused = cluster.qsub("-l", "nodes=2:ppn=4:CLOUD")

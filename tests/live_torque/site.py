@@ -70,6 +70,7 @@ class Site:
     reconciler: subprocess.Popen[bytes] | None = None
     api: Gunicorn | None = None
     setup_output: str = ""
+    idle_seconds: int = IDLE_SECONDS
 
     def __post_init__(self) -> None:
         self.state = self.private / "state"
@@ -107,7 +108,7 @@ class Site:
 cluster_id: {CLUSTER_ID}
 state_dir: {self.state}
 job_poller_interval: {PASS_SECONDS}
-max_idle_time: {IDLE_SECONDS}
+max_idle_time: {self.idle_seconds}
 max_down_time: {DOWN_SECONDS}
 max_inaccessible_time: 300
 backoff_base_seconds: 5
@@ -238,7 +239,8 @@ log_location: {self.reconciler_log}
 
     def status(self) -> dict:
         assert self.api is not None
-        return requests.get(f"{self.api.url}/status", timeout=10).json()
+        return requests.get(f"{self.api.url}/status", timeout=10,
+                            headers={"Accept": "application/json"}).json()
 
     def wait_for(self, condition: Callable[[], object], what: str, *,
                  seconds: float = WAIT_SECONDS, poll: float = 0.5) -> object:
@@ -246,6 +248,7 @@ log_location: {self.reconciler_log}
         while True:
             value = condition()
             if value:
+                print(f"{time.strftime('%H:%M:%S')} {what}: after {time.monotonic() - deadline + seconds:.1f} s")
                 return value
             if self.reconciler is not None and self.reconciler.poll() is not None:
                 raise AssertionError(f"the reconciler exited ({self.reconciler.returncode}) "

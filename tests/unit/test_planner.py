@@ -9,7 +9,7 @@ from dtserver.actions import (
     SetSleeping, Transition)
 from dtserver.model import (
     DrainKind, ErrorKind, IntentKind, IntentStatus, JobState, NodeState, PoolHealth, Quota)
-from dtserver.planning import SETTLE_POLL, plan
+from dtserver.planning import SCHEDULER_STALL, SETTLE_POLL, plan
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
 from tests.builders import (
@@ -93,12 +93,39 @@ def test_capacity_already_booting_is_subtracted():
     assert verdict(result, "1.vm").status == "waiting-boot"
 
 
+def test_a_node_qstat_shows_running_a_job_is_busy_though_pbsnodes_lists_none():
+    rec = record(state=NodeState.BUSY, since=T0)
+    snap = snapshot(jobs=[job("7.vm", state=JobState.RUNNING, exec_hosts=["cloud-001"])],
+                    records=[rec], instances=[instance(entry_announced=True)],
+                    nodes=[node("cloud-001")])
+    result = planned(snap, now=T0 + seconds(3600))
+    assert transitions(result) == [] and not result.of_type(OfflineNode)
+
+
 def test_job_that_fits_an_idle_node_waits_for_the_scheduler():
     snap = snapshot(jobs=[job()], records=[record()], instances=[instance()],
                     nodes=[node("cloud-001")])
     result = planned(snap)
     assert launched(result) == []
     assert verdict(result, "1.vm").status == "waiting-scheduler"
+
+
+def test_job_left_queued_on_a_ready_node_is_reported_as_a_scheduler_stall_and_pokes_it():
+    snap = snapshot(jobs=[job(created=T0)], records=[record(since=T0)],
+                    instances=[instance(entry_announced=True)], nodes=[node("cloud-001")])
+    quiet = planned(snap, now=T0 + SCHEDULER_STALL - seconds(1))
+    assert not quiet.of_type(PokeScheduler) and not quiet.notes
+    stalled = planned(snap, now=T0 + SCHEDULER_STALL)
+    assert stalled.of_type(PokeScheduler)
+    assert any("1.vm on cloud-001" in note and "is pbs_sched running?" in note
+               for note in stalled.notes)
+
+
+def test_a_node_that_just_turned_ready_is_no_scheduler_stall():
+    snap = snapshot(jobs=[job(created=T0)], records=[record(since=T0 + seconds(100))],
+                    instances=[instance(entry_announced=True)], nodes=[node("cloud-001")])
+    result = planned(snap, now=T0 + seconds(110))
+    assert not result.of_type(PokeScheduler) and not result.notes
 
 
 def test_busy_node_has_no_room_so_a_new_instance_is_launched():
@@ -366,6 +393,26 @@ def test_failed_node_is_released_and_deleted_with_the_record_written_first():
     kinds = [type(a) for a in result.actions]
     assert kinds == [Transition, ReleaseNode, DeleteInstance]
     assert result.actions[0].state is NodeState.DELETING
+
+
+def test_deletion_cut_short_before_the_release_is_resumed_at_once():
+    rec = record(state=NodeState.DELETING)
+    for entry in ([node("cloud-001", states=("offline",), note="dynamictorque: draining")],
+                  []):
+        result = planned(snapshot(records=[rec], instances=[instance()], nodes=entry,
+                                  with_slots=None), now=T0 + seconds(5))
+        assert [type(a) for a in result.actions
+                if getattr(a, "record_id", None) == rec.id] == [ReleaseNode, DeleteInstance]
+        # The record still holds the slot: no second registration of a missing entry.
+        assert "cloud-001" not in {a.hostname for a in result.of_type(RegisterSlot)}
+
+
+def test_released_slot_of_a_deleting_record_waits_for_nova():
+    rec = record(state=NodeState.DELETING)
+    slot = node("cloud-001", states=("down", "offline"), np=8, reported=False, note=SLOT_NOTE)
+    result = planned(snapshot(records=[rec], instances=[instance()], nodes=[slot]),
+                     now=T0 + seconds(5))
+    assert result.actions == ()
 
 
 def test_deleting_record_is_closed_once_nova_forgot_the_instance():
