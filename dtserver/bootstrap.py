@@ -126,9 +126,10 @@ def build_cloud(settings: Settings, world: FakeWorld | None = None) -> Cloud:
 
 
 def build_reconciler(settings: Settings, *, clock: Clock, batch: Batch, cloud: Cloud,
-                     store: SqliteStore) -> Reconciler:
+                     store: SqliteStore, background_workers: int = 0) -> Reconciler:
     flavors: Mapping[str, Flavor] = {flavor.name: flavor for flavor in cloud.flavors()}
     return Reconciler(batch=batch, cloud=cloud, store=store, clock=clock,
                       policy=build_policy(settings, flavors),
                       torque_server=settings.torque_server,
-                      on_event=EventRunner(settings.events))
+                      on_event=EventRunner(settings.events),
+                      background_workers=background_workers)

@@ -55,6 +55,10 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     return demo.run()
 
 
+# Nodes joined or released at once: each such step waits 2 s inside pbs_server.
+BACKGROUND_WORKERS = 4
+
+
 def reconciler_main(argv: Sequence[str] | None = None) -> int:
     from dtserver.bootstrap import build_batch, build_cloud, build_reconciler, build_store
     from dtserver.clock import SystemClock
@@ -85,7 +89,8 @@ def reconciler_main(argv: Sequence[str] | None = None) -> int:
         store = build_store(settings)
         reconciler = build_reconciler(settings, clock=SystemClock(),
                                       batch=build_batch(settings),
-                                      cloud=build_cloud(settings), store=store)
+                                      cloud=build_cloud(settings), store=store,
+                                      background_workers=BACKGROUND_WORKERS)
         with SingleInstanceLock(settings.lock_path):
             if args.once or args.dry_run:
                 report = reconciler.run_once(dry_run=args.dry_run)

@@ -16,6 +16,7 @@ import string
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -90,13 +91,55 @@ def pool_catalogue(policy: Policy) -> PoolCatalogue:
         queues=policy.queues, max_cores=policy.max_cores)
 
 
+# pbs_server sleeps 2 s in every `qmgr delete node` (effective_node_delete), so joining or
+# releasing a node takes that long. With background workers these steps, and the steps of
+# the same node after them in the plan, run off the pass: launches for new demand never wait
+# behind them, and several nodes join at once.
+SLOW_STEPS = (JoinNode, ReleaseNode)
+
+
+class LockedCloud:
+    """The Cloud port, one call at a time: background steps share it with the pass."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self._cloud = cloud
+        self._lock = threading.Lock()
+
+    def flavors(self) -> tuple[Flavor, ...]:
+        with self._lock:
+            return self._cloud.flavors()
+
+    def create_instance(self, spec: InstanceSpec) -> Instance:
+        with self._lock:
+            return self._cloud.create_instance(spec)
+
+    def owned_instances(self) -> tuple[Instance, ...]:
+        with self._lock:
+            return self._cloud.owned_instances()
+
+    def delete_instance(self, instance_id: str) -> None:
+        with self._lock:
+            self._cloud.delete_instance(instance_id)
+
+    def mark_entry_ready(self, instance_id: str) -> None:
+        with self._lock:
+            self._cloud.mark_entry_ready(instance_id)
+
+    def quota(self) -> Quota:
+        with self._lock:
+            return self._cloud.quota()
+
+
 class Reconciler:
     def __init__(self, *, batch: Batch, cloud: Cloud, store: Store, clock: Clock,
                  policy: Policy, torque_server: str = "localhost",
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 on_event: Callable[[NodeEvent], None] = lambda event: None) -> None:
+                 on_event: Callable[[NodeEvent], None] = lambda event: None,
+                 background_workers: int = 0) -> None:
+        """`background_workers` > 0 runs SLOW_STEPS off the pass (the service does); 0 keeps
+        every step inside run_once (tests, the simulator)."""
         self.batch = batch
-        self.cloud = cloud
+        self.cloud: Cloud = LockedCloud(cloud) if background_workers else cloud
         self.store = store
         self.clock = clock
         self.policy = policy
@@ -104,6 +147,11 @@ class Reconciler:
         self.new_id = new_id
         self.on_event = on_event   # operator event commands; must not block
         self._published_policy: Policy | None = None
+        self._workers = (ThreadPoolExecutor(background_workers, thread_name_prefix="steps")
+                         if background_workers else None)
+        self._in_flight: set[str] = set()          # record ids with background steps running
+        self._in_flight_lock = threading.Lock()
+        self.on_background_done: Callable[[], None] = lambda: None
 
     # -- observe -------------------------------------------------------------------------
     def observe(self) -> Snapshot:
@@ -180,37 +228,81 @@ class Reconciler:
     def _apply_all(self, actions: Sequence, now: datetime,
                    interrupted: Callable[[], bool] | None = None) -> Iterable[Outcome]:
         """Apply in order; a failed step of a record skips that record's later steps. Never
-        stops inside one record's steps, nor among the launches."""
+        stops inside one record's steps, nor among the launches. With background workers, a
+        slow step and the later steps of its record go to a worker; a record whose steps are
+        still in flight from an earlier pass is left alone."""
         broken: set[str] = set()
+        handed_off: set[str] = set()
         previous: str | None = None
         for index, action in enumerate(actions):
             record_id = getattr(action, "record_id", None)
             name = type(action).__name__
             if (interrupted is not None and not isinstance(action, LaunchInstance)
                     and (record_id is None or record_id != previous) and interrupted()):
-                log.info("pass cut short: new demand; %d actions left for the next pass",
+                log.info("pass cut short: woken; %d actions left for the next pass",
                          len(actions) - index)
                 for rest in actions[index:]:
-                    yield Outcome(type(rest).__name__, True, "deferred: new demand came first")
+                    yield Outcome(type(rest).__name__, True, "deferred: woken by news")
                 return
             previous = record_id
+            if record_id is not None and record_id in handed_off:
+                yield Outcome(name, True, "in the background")
+                continue
+            if record_id is not None and self._is_in_flight(record_id):
+                yield Outcome(name, True, "skipped: this node's earlier steps are in flight")
+                continue
             if record_id is not None and record_id in broken:
                 yield Outcome(name, False, "skipped: an earlier step for this node failed")
                 continue
-            try:
-                message = self.apply(action, now)
-            except (BatchError, CloudError) as error:
-                log.warning("action failed action=%s error=%s", action, error)
-                self.store.add_event(
-                    now, "failure", f"{name}: {error}",
-                    hostname=getattr(action, "hostname", None),
-                    pool=getattr(action, "pool", None),
-                    error_kind=error.kind if isinstance(error, CloudError) else ErrorKind.OTHER)
-                if record_id is not None:
-                    broken.add(record_id)
-                yield Outcome(name, False, str(error))
-            else:
-                yield Outcome(name, True, message)
+            if self._workers is not None and record_id is not None \
+                    and isinstance(action, SLOW_STEPS):
+                steps = [step for step in actions[index:]
+                         if getattr(step, "record_id", None) == record_id]
+                with self._in_flight_lock:
+                    self._in_flight.add(record_id)
+                handed_off.add(record_id)
+                self._workers.submit(self._apply_in_background, record_id, steps, now)
+                yield Outcome(name, True, "in the background")
+                continue
+            outcome = self._apply_one(action, now)
+            if not outcome.ok and record_id is not None:
+                broken.add(record_id)
+            yield outcome
+
+    def _apply_one(self, action, now: datetime) -> Outcome:
+        name = type(action).__name__
+        try:
+            message = self.apply(action, now)
+        except (BatchError, CloudError) as error:
+            log.warning("action failed action=%s error=%s", action, error)
+            self.store.add_event(
+                now, "failure", f"{name}: {error}",
+                hostname=getattr(action, "hostname", None),
+                pool=getattr(action, "pool", None),
+                error_kind=error.kind if isinstance(error, CloudError) else ErrorKind.OTHER)
+            return Outcome(name, False, str(error))
+        return Outcome(name, True, message)
+
+    def _apply_in_background(self, record_id: str, steps: list, now: datetime) -> None:
+        try:
+            for step in steps:
+                if not self._apply_one(step, now).ok:
+                    break
+        except Exception:                     # noqa: BLE001 - a worker must not die silently
+            log.exception("background steps failed record=%s", record_id)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(record_id)
+            self.on_background_done()
+
+    def _is_in_flight(self, record_id: str) -> bool:
+        with self._in_flight_lock:
+            return record_id in self._in_flight
+
+    def wait_for_background(self) -> None:
+        """Let the steps in flight finish (they are bounded by the command timeouts)."""
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
 
     # -- apply one action ----------------------------------------------------------------
     def apply(self, action, now: datetime) -> str:
@@ -381,7 +473,10 @@ class Reconciler:
     # -- loop ------------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, *, interval: float,
                     wakeup: Wakeup | None = None) -> None:
-        """Pass after pass until `stop` is set; a wakeup (a hint arrived) cuts the wait."""
+        """Pass after pass until `stop` is set; a wakeup (a hint arrived, or background
+        steps ended) cuts the wait."""
+        if wakeup is not None:
+            self.on_background_done = wakeup.notify
         while not stop.is_set():
             pause = interval
             try:
@@ -395,6 +490,7 @@ class Reconciler:
                 wakeup.wait(pause, stop)
             else:
                 stop.wait(pause)
+        self.wait_for_background()
 
 
 class Wakeup:
@@ -418,6 +514,13 @@ class Wakeup:
                 self._drain()
                 return True
         return False
+
+    def notify(self) -> None:
+        """Wake the loop from this process (a background step ended)."""
+        try:
+            os.write(self._fd, b"\0")
+        except BlockingIOError:
+            pass                              # the pipe is full: a wakeup is pending anyway
 
     def pending(self) -> bool:
         """A wakeup is waiting (not consumed: the next wait returns at once)."""

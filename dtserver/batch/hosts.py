@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from dtserver.batch import BatchError
@@ -30,6 +31,8 @@ class HostsFile:
     def __init__(self, path: Path, *, placeholder_address: str = "127.0.0.2") -> None:
         self.path = Path(path)
         self.placeholder_address = _validate_address(placeholder_address)
+        # Nodes join on several threads at once: each rewrite reads the file it replaces.
+        self._lock = threading.Lock()
 
     def address(self, name: str) -> str | None:
         """The address our block gives `name` (exact name), or None."""
@@ -43,6 +46,10 @@ class HostsFile:
     def set(self, name: str, address: str) -> None:
         validate_hostname(name)
         address = _validate_address(address)
+        with self._lock:
+            self._set(name, address)
+
+    def _set(self, name: str, address: str) -> None:
         before, entries, after = self._read()
         if entries.get(name) == address:
             return
@@ -55,10 +62,11 @@ class HostsFile:
         log.info("hosts entry set name=%s address=%s path=%s", name, address, self.path)
 
     def remove(self, name: str) -> None:
-        before, entries, after = self._read()
-        if entries.pop(name, None) is None:
-            return
-        self._write(before, entries, after)
+        with self._lock:
+            before, entries, after = self._read()
+            if entries.pop(name, None) is None:
+                return
+            self._write(before, entries, after)
         log.info("hosts entry removed name=%s path=%s", name, self.path)
 
     def _read(self) -> tuple[list[str], dict[str, str], list[str]]:

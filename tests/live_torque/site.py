@@ -12,6 +12,7 @@ stopped by PID; every wait is bounded.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -33,6 +34,8 @@ from tests.e2e.support import Gunicorn, stop_process
 from tests.tooling.novastack.plugin import CLOUD_NAME, LiveNova
 from tests.tooling.realtorque.moms import MomFleet
 from tests.tooling.realtorque.plugin import LiveTorque
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -248,7 +251,7 @@ log_location: {self.reconciler_log}
         while True:
             value = condition()
             if value:
-                print(f"{time.strftime('%H:%M:%S')} {what}: after {time.monotonic() - deadline + seconds:.1f} s")
+                log.info("%s: after %.1f s", what, time.monotonic() - deadline + seconds)
                 return value
             if self.reconciler is not None and self.reconciler.poll() is not None:
                 raise AssertionError(f"the reconciler exited ({self.reconciler.returncode}) "

@@ -10,7 +10,9 @@ from novaclient import exceptions as nova_exc
 from dtserver.actions import LaunchInstance
 from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import ErrorKind, NodeState
-from dtserver.reconciler import ReconcilerLocked, SingleInstanceLock, Wakeup
+from dtserver.batch.torque import TorqueBatch
+from dtserver.cloud.nova import NovaCloud
+from dtserver.reconciler import Reconciler, ReconcilerLocked, SingleInstanceLock, Wakeup
 from tests.sim.scenario import Cluster, scenario_policy
 
 
@@ -100,3 +102,46 @@ def test_a_hint_posted_by_the_api_wakes_the_waiting_reconciler(tmp_path):
     stop.set()
     assert wakeup.wait(10, stop) is False   # a set stop returns at once
     wakeup.close()
+
+
+class GatedJoins:
+    """The Batch port whose joins wait for `gate`, as a real `qmgr delete node` waits 2 s."""
+
+    def __init__(self, batch, gate: threading.Event) -> None:
+        self._batch = batch
+        self._gate = gate
+
+    def join_node(self, *args) -> None:
+        assert self._gate.wait(30), "the test never opened the gate"
+        self._batch.join_node(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._batch, name)
+
+
+def test_a_slow_join_runs_in_the_background_while_new_demand_launches(cluster):
+    gate = threading.Event()
+    reconciler = Reconciler(
+        batch=GatedJoins(TorqueBatch(cluster.world.runner()), gate),
+        cloud=NovaCloud(cluster.world.nova, cluster_id="scenario", clock=cluster.clock),
+        store=cluster.store, clock=cluster.clock, policy=cluster.policy, background_workers=2)
+    cluster.submit({"nodes": "1:ppn=8"}, 600)
+    reconciler.run_once()
+    cluster.clock.advance(120)
+    cluster.world.nova.tick()
+    report = reconciler.run_once()
+    assert ("JoinNode", "in the background") in [(o.action, o.message) for o in report.outcomes]
+    [joining] = cluster.store.records()
+
+    # While the join waits inside TORQUE, a second job's launch goes out at once and the
+    # joining node is left alone.
+    cluster.submit({"nodes": "1:ppn=8"}, 600)
+    report = reconciler.run_once()
+    assert [o.ok for o in report.outcomes if o.action == "LaunchInstance"] == [True]
+    assert ("JoinNode", "skipped: this node's earlier steps are in flight") in [
+        (o.action, o.message) for o in report.outcomes]
+    assert cluster.store.record(joining.id).state is NodeState.BOOTING
+
+    gate.set()
+    reconciler.wait_for_background()
+    assert cluster.store.record(joining.id).state is NodeState.REGISTERED
