@@ -173,7 +173,7 @@ def test_why_returns_the_verdict_of_the_last_plan(client: FlaskClient,
 
     assert body == {"job_id": "12.vm", "time": "2026-01-02T03:04:05Z", "verdicts": [
         {"job_id": "12.vm", "status": "waiting-capacity", "reason": "pool cloud at max_nodes=4",
-         "pool": "cloud", "cores": 8}]}
+         "pool": "cloud", "cores": 8, "hosts": []}]}
 
 
 def test_why_accepts_a_job_number_without_the_server_suffix(client: FlaskClient,

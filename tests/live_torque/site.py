@@ -74,6 +74,7 @@ class Site:
     api: Gunicorn | None = None
     setup_output: str = ""
     idle_seconds: int = IDLE_SECONDS
+    max_nodes: int = 5
 
     def __post_init__(self) -> None:
         self.state = self.private / "state"
@@ -133,7 +134,7 @@ cloud_network: {self.nova.endpoint.network}
 cloud_vm_userdata_file: {USER_DATA}
 
 [pool {POOL}]
-max_nodes: 5
+max_nodes: {self.max_nodes}
 name_prefix: cloud-
 
 [pool {BIG_POOL}]

@@ -113,6 +113,15 @@ def _create_flavors(live: LiveNova) -> None:
                                   flavorid=flavor.id)
 
 
+def prepare(endpoint: Endpoint, state: Path) -> LiveNova:
+    """A started harness made ready for us: clouds.yaml, our flavors, room in the quota."""
+    live = LiveNova(endpoint, state / "clouds.yaml")
+    _write_clouds_yaml(live.clouds_yaml, endpoint)
+    _create_flavors(live)
+    live.set_quota(**BASELINE_QUOTA)
+    return live
+
+
 @pytest.fixture(scope="session")
 def live_nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNova]:
     mode = _mode()
@@ -137,11 +146,7 @@ def live_nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNova]:
         pytest.fail(f"the real Nova harness did not start: {error}", pytrace=False)
     _timings["start"] = time.monotonic() - started
     try:
-        live = LiveNova(endpoint, state / "clouds.yaml")
-        _write_clouds_yaml(live.clouds_yaml, endpoint)
-        _create_flavors(live)
-        live.set_quota(**BASELINE_QUOTA)
-        yield live
+        yield prepare(endpoint, state)
     finally:
         stack.stop()
 

@@ -171,6 +171,7 @@ class MomFleet:
         self.mom_delay = mom_delay
         self.status_update_time = status_update_time
         self.moms: dict[str, MomHost] = {}          # by server id
+        self.history: list[MomHost] = []            # every mom started, removed ones too
         self.errors: list[str] = []
         self._active_since: dict[str, float] = {}
         self._indexes = itertools.count()
@@ -226,6 +227,7 @@ class MomFleet:
                               self.server_name, self.status_update_time)
                 # Once, even if it fails: the error is reported, not retried every poll.
                 self.moms[server.id] = mom
+                self.history.append(mom)
                 mom.start()
 
     def _run(self) -> None:
