@@ -34,12 +34,13 @@ import sys
 import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ElementTree
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtserver.model import NodeState  # noqa: E402
+from dtserver.store import StoreError  # noqa: E402
 from tests.live_torque.site import PASS_SECONDS, Site  # noqa: E402
 from tests.tooling.novastack.plugin import prepare  # noqa: E402
 from tests.tooling.novastack.stack import HarnessVenv, NovaStack, default_home  # noqa: E402
@@ -52,7 +53,7 @@ from tests.tooling.realtorque.server import (  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "real_torque.json"
 IDLE_SECONDS = 20
 JOB_SECONDS = 40
-POLL = 0.05
+POLL = 0.25                      # the watcher's own load must stay small
 JOB = f"#!/bin/sh\n#PBS -l nodes=1:ppn=2:CLOUD\nsleep {JOB_SECONDS}\n"
 _DELETE_LINE = re.compile(r"^(\S+ \S+) INFO dtserver\.cloud\.nova instance delete requested "
                           r"id=\S+ name=(\S+)")
@@ -69,6 +70,8 @@ class Watcher:
         self.ended: dict[str, float] = {}            # job -> first seen complete
         self.created: list[tuple[float, str]] = []   # (record created, hostname)
         self._known: set[str] = set()
+        self.misses: list[str] = []
+        self.passes: dict[datetime, float] = {}     # pass -> its duration
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -80,24 +83,33 @@ class Watcher:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        offset = time.time() - time.monotonic()
         while not self._stop.is_set():
-            now = time.monotonic()
-            for record in self.site.records():
-                if record.id not in self._known:
-                    self._known.add(record.id)
-                    self.created.append((record.created.timestamp() - offset, record.hostname))
-            started = {mom.name for mom in list(self.site.fleet.moms.values())
-                       if mom.started_at is not None}
-            for name, node in self.site.nodes().items():
-                if name in started and name not in self.ready and "down" not in node["state"]:
-                    self.ready[name] = now
-            for job in self.site.jobs().values():
-                if job.state == "R":
-                    self.started.setdefault(job.id, now)
-                elif job.state == "C":
-                    self.ended.setdefault(job.id, now)
+            try:
+                self._look()
+            except (AssertionError, OSError, StoreError, ElementTree.ParseError) as error:
+                self.misses.append(repr(error))     # the server restarting, say
             self._stop.wait(POLL)
+
+    def _look(self) -> None:
+        offset = time.time() - time.monotonic()
+        now = time.monotonic()
+        last = self.site.last_pass()
+        if last is not None and last.time not in self.passes:
+            self.passes[last.time] = last.duration_seconds
+        for record in self.site.records():
+            if record.id not in self._known:
+                self._known.add(record.id)
+                self.created.append((record.created.timestamp() - offset, record.hostname))
+        started = {mom.name for mom in list(self.site.fleet.moms.values())
+                   if mom.started_at is not None}
+        for name, node in self.site.nodes().items():
+            if name in started and name not in self.ready and "down" not in node["state"]:
+                self.ready[name] = now
+        for job in self.site.jobs().values():
+            if job.state == "R":
+                self.started.setdefault(job.id, now)
+            elif job.state == "C":
+                self.ended.setdefault(job.id, now)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -122,11 +134,11 @@ def delete_requests(site: Site) -> dict[str, float]:
 
 
 def run(site: Site, jobs: int) -> dict:
+    site.deploy()
+    site.wait_for(site.slots_restored, "slots registered")
     watcher = Watcher(site)
     watcher.start()
     try:
-        site.deploy()
-        site.wait_for(site.slots_restored, "slots registered")
         submitted: dict[str, float] = {}
         for _ in range(jobs):
             started = time.monotonic()
@@ -171,6 +183,8 @@ def run(site: Site, jobs: int) -> dict:
     return {
         "jobs": jobs, "pass_seconds": PASS_SECONDS, "max_idle_time": IDLE_SECONDS,
         "qsub_to_nova_create_s": summary(create_latency),
+        "qsub_to_nova_create_samples_s": [round(value, 3) for value in create_latency],
+        "pass_duration_s": summary(list(watcher.passes.values())),
         "mom_start_to_node_ready_s": summary(ready_after_mom),
         "qsub_to_job_running_s": summary(job_start),
         "job_end_to_nova_delete_minus_idle_s": summary(idle_to_delete),

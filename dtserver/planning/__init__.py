@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from dtserver.actions import (
-    ExpireHint, JobVerdict, JoinNode, MarkEntryReady, Plan, PokeScheduler, RegisterSlot,
-    ReleaseNode)
+    ExpireHint, JobVerdict, JoinNode, MarkEntryReady, OfflineNode, Plan, PokeScheduler,
+    RegisterSlot, ReleaseNode)
 from dtserver.model import NodeState, Snapshot
 from dtserver.planning.demand import plan_demand, plan_floor
 from dtserver.planning.intents import plan_intents
@@ -41,7 +41,7 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> Plan:
     return Plan(
         actions=actions, verdicts=verdicts,
         notes=tuple(intent_notes + repair_notes + floor_notes + removal_notes + stall_notes),
-        revisit_after=SETTLE_POLL if _settling(snapshot, actions, now) else None)
+        revisit_after=_revisit_after(snapshot, policy, actions, now))
 
 
 # How soon to look again while node entries settle or fresh moms are due to report: the
@@ -82,9 +82,21 @@ def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: 
     return [PokeScheduler("queued jobs fit ready nodes")], [note]
 
 
+def _revisit_after(snapshot: Snapshot, policy: Policy, actions: tuple,
+                   now: datetime) -> timedelta | None:
+    """When the next step is due sooner than the regular pass: while entries settle, moms
+    are due or a drained node waits to be released, and when the first idle timer ends."""
+    if _settling(snapshot, actions, now):
+        return SETTLE_POLL
+    timers = [record.state_since + policy.idle_timeout - now for record in snapshot.records
+              if record.state is NodeState.IDLE]
+    pending = [left for left in timers if left > timedelta(0)]
+    return min(pending) if pending else None
+
+
 def _settling(snapshot: Snapshot, actions: tuple, now: datetime) -> bool:
-    if any(isinstance(action, (JoinNode, ReleaseNode, RegisterSlot, MarkEntryReady))
-           for action in actions):
+    if any(isinstance(action, (JoinNode, ReleaseNode, RegisterSlot, MarkEntryReady,
+                               OfflineNode)) for action in actions):
         return True
     if any(node.is_settling for node in snapshot.nodes or ()):
         return True

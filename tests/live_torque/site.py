@@ -29,6 +29,7 @@ from typing import Callable, Mapping
 import requests
 
 from dtserver.model import NodeRecord, NodeState
+from dtserver.store import PassReport
 from dtserver.store.sqlite import SqliteStore
 from tests.e2e.support import Gunicorn, stop_process
 from tests.tooling.novastack.plugin import CLOUD_NAME, LiveNova
@@ -226,6 +227,13 @@ log_location: {self.reconciler_log}
         store = SqliteStore(self.state / "dt.db")
         try:
             return store.records(include_deleted=include_deleted)
+        finally:
+            store.close()
+
+    def last_pass(self) -> PassReport | None:
+        store = SqliteStore(self.state / "dt.db")
+        try:
+            return store.last_pass()
         finally:
             store.close()
 

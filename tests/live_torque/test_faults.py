@@ -4,13 +4,12 @@ submit, a mom killed. Each ends with TORQUE's and Nova's own state: every job ex
 nothing leaked, nothing deleted under a job, no node left offline that we did not drain."""
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
 
 from dtserver.model import NodeState
+from tests.hooks.support import HungServer, closed_port_url
 from tests.live_torque.site import Site
 
 pytestmark = [pytest.mark.live_torque, pytest.mark.live_nova]
@@ -96,32 +95,6 @@ def test_pbs_server_restart_under_busy_and_idle_nodes(site: Site) -> None:
     assert site.failures() == []
 
 
-class HungListener:
-    """Accepts connections and never answers: an API that hangs."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(16)
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def close(self) -> None:
-        self.socket.close()
-        for connection in self.accepted:
-            connection.close()
-
-
 def timed_submit(site: Site, script: str) -> tuple[str, float]:
     started = time.monotonic()
     job = site.submit(script)
@@ -132,9 +105,9 @@ def test_qsub_stays_quick_with_the_api_down_or_hung_and_a_dead_scheduler_is_repo
         site: Site) -> None:
     site.deploy(api=False)
     site.torque.server.kill_scheduler()
-    site.point_filter_at("http://127.0.0.1:9")          # nothing listens: refused at once
+    site.point_filter_at(closed_port_url())           # nothing listens: refused at once
     down, down_seconds = timed_submit(site, SHORT)
-    hung = HungListener()
+    hung = HungServer()
     try:
         site.point_filter_at(hung.url)
         stuck, stuck_seconds = timed_submit(site, SHORT)

@@ -340,10 +340,19 @@ def test_settling_entry_is_neither_announced_nor_changed_and_is_looked_at_again_
 
 
 def test_quiet_cluster_waits_for_the_regular_pass():
-    rec = record(state=NodeState.IDLE)
+    rec = record(state=NodeState.BUSY)
     result = planned(snapshot(records=[rec], instances=[instance(entry_announced=True)],
-                              nodes=[node("cloud-001")]), now=T0 + seconds(10))
+                              nodes=[node("cloud-001", jobs=["3.vm"])]), now=T0 + seconds(10))
     assert (result.actions, result.revisit_after) == ((), None)
+
+
+def test_the_next_pass_comes_when_the_first_idle_timer_ends_and_the_drain_right_after():
+    rec = record(state=NodeState.IDLE, since=T0)
+    snap = snapshot(records=[rec], instances=[instance(entry_announced=True)],
+                    nodes=[node("cloud-001")])
+    assert planned(snap, now=T0 + seconds(590)).revisit_after == seconds(10)
+    offlined = planned(snap, now=T0 + seconds(600))
+    assert offlined.of_type(OfflineNode) and offlined.revisit_after == SETTLE_POLL
 
 
 @pytest.mark.parametrize("states,note", [

@@ -87,10 +87,12 @@ class LiveNova:
         self.set_quota(**BASELINE_QUOTA)
 
 
-def _mode() -> str:
-    mode = os.environ.get(MODE_VARIABLE, "auto")
+def live_mode(variable: str) -> str:
+    """What a live harness does when it cannot run here: `require` fails its tests, `auto`
+    (unset) skips them with the reason, `skip` never starts it."""
+    mode = os.environ.get(variable, "auto")
     if mode not in ("auto", "require", "skip"):
-        raise pytest.UsageError(f"{MODE_VARIABLE} must be require, skip or unset, not {mode!r}")
+        raise pytest.UsageError(f"{variable} must be require, skip or unset, not {mode!r}")
     return mode
 
 
@@ -124,7 +126,7 @@ def prepare(endpoint: Endpoint, state: Path) -> LiveNova:
 
 @pytest.fixture(scope="session")
 def live_nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNova]:
-    mode = _mode()
+    mode = live_mode(MODE_VARIABLE)
     if mode == "skip":
         pytest.skip(f"{MODE_VARIABLE}=skip: the real Nova harness is not started")
     venv = HarnessVenv(default_home())

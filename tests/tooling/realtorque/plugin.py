@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 from dtserver.model import ENTRY_READY, ENTRY_READY_KEY
-from tests.tooling.novastack.plugin import LiveNova
+from tests.tooling.novastack.plugin import LiveNova, live_mode
 from tests.tooling.realtorque.install import TorqueInstall, TorqueUnavailable, ensure_built
 from tests.tooling.realtorque.moms import CloudServer, MomFleet, remove_stale_namespaces
 from tests.tooling.realtorque.server import (
@@ -44,16 +44,9 @@ class LiveTorque:
     server_address: str = str(NETWORK.ip)
 
 
-def _mode() -> str:
-    mode = os.environ.get(MODE_VARIABLE, "auto")
-    if mode not in ("auto", "require", "skip"):
-        raise pytest.UsageError(f"{MODE_VARIABLE} must be require, skip or unset, not {mode!r}")
-    return mode
-
-
 @pytest.fixture(scope="session")
 def live_torque(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTorque]:
-    mode = _mode()
+    mode = live_mode(MODE_VARIABLE)
     if mode == "skip":
         pytest.skip(f"{MODE_VARIABLE}=skip: real TORQUE is not started")
     started = time.monotonic()
