@@ -64,7 +64,7 @@ def test_reconciler_killed_mid_launch_and_mid_release_leaks_and_duplicates_nothi
 def test_pbs_server_restart_under_busy_and_idle_nodes(site: Site) -> None:
     site.deploy()
     site.wait_for(site.slots_restored, "slots registered")
-    busy = site.submit(WHOLE_NODE.format(seconds=60))
+    busy = site.submit(WHOLE_NODE.format(seconds=40))   # outlives the restart and the moms' return
     short = site.submit(WHOLE_NODE.format(seconds=1))
     site.wait_for(lambda: site.all_done([short]) and site.jobs()[busy].state == "R",
                   "one node busy, one idle")
