@@ -98,6 +98,30 @@ def pool_catalogue(policy: Policy) -> PoolCatalogue:
 SLOW_STEPS = (JoinNode, ReleaseNode)
 
 
+@dataclass(frozen=True)
+class CloudView:
+    """The last read of the cloud, and the instances this reconciler created since. A pass
+    woken by news plans from it instead of listing every server again: a list costs 0.2 to
+    0.5 s, and new demand must not wait for it. Between reads only our creates change what
+    the plan relies on, and each is added here, so no record's instance looks gone."""
+
+    instances: tuple[Instance, ...]
+    quota: Quota
+    read_at: float                   # time.monotonic()
+
+    def with_created(self, instance: Instance, flavor: Flavor | None) -> CloudView:
+        quota = self.quota
+        if flavor is not None:
+            quota = Quota(cores=_less(quota.cores, flavor.cores),
+                          instances=_less(quota.instances, 1),
+                          ram_mb=_less(quota.ram_mb, flavor.mem_mb))
+        return replace(self, instances=self.instances + (instance,), quota=quota)
+
+
+def _less(free: int | None, used: int) -> int | None:
+    return None if free is None else max(0, free - used)
+
+
 class LockedCloud:
     """The Cloud port, one call at a time: background steps share it with the pass."""
 
@@ -152,10 +176,13 @@ class Reconciler:
         self._in_flight: set[str] = set()          # record ids with background steps running
         self._in_flight_lock = threading.Lock()
         self.on_background_done: Callable[[], None] = lambda: None
+        self._cloud_view: CloudView | None = None
 
     # -- observe -------------------------------------------------------------------------
-    def observe(self) -> Snapshot:
-        """One read of TORQUE, Nova and the store. What cannot be read is None (unknown)."""
+    def observe(self, *, cloud_view_age: float = 0.0) -> Snapshot:
+        """One read of TORQUE, Nova and the store. What cannot be read is None (unknown).
+        The cloud is read again unless the last read (with our creates since) is younger
+        than `cloud_view_age` seconds."""
         jobs: tuple[Job, ...] | None
         nodes: tuple[Node, ...] | None
         instances: tuple[Instance, ...] | None
@@ -166,13 +193,20 @@ class Reconciler:
             log.warning("torque unreadable error=%s", error)
             jobs, nodes = None, None
         quotas: dict[str, Quota] = {}
-        try:
-            instances = self.cloud.owned_instances()
+        view = self._cloud_view
+        if view is None or time.monotonic() - view.read_at >= cloud_view_age:
+            self._cloud_view = view = None
+            try:
+                instances = self.cloud.owned_instances()
+                read_at = time.monotonic()
+                view = self._cloud_view = CloudView(instances, self.cloud.quota(), read_at)
+            except CloudError as error:
+                log.warning("cloud unreadable kind=%s error=%s", error.kind, error)
+        if view is not None:
+            instances = view.instances
             # One cloud connection, one project: every pool draws on the same quota.
-            quota = self.cloud.quota()
-            quotas = {pool.project: quota for pool in self.policy.pools}
-        except CloudError as error:
-            log.warning("cloud unreadable kind=%s error=%s", error.kind, error)
+            quotas = {pool.project: view.quota for pool in self.policy.pools}
+        else:
             instances = None
         hints = []
         for stored in self.store.hints():
@@ -189,14 +223,16 @@ class Reconciler:
 
     # -- one pass ------------------------------------------------------------------------
     def run_once(self, *, dry_run: bool = False,
-                 interrupted: Callable[[], bool] | None = None) -> Report:
+                 interrupted: Callable[[], bool] | None = None,
+                 cloud_view_age: float = 0.0) -> Report:
         """One pass. `interrupted` is asked between the nodes' steps once the launches are
         out: when new demand is waiting, the rest of the plan is left for the next pass,
-        which plans it again (every step is derived from what it observes)."""
+        which plans it again (every step is derived from what it observes).
+        `cloud_view_age`: see observe()."""
         started = time.monotonic()
         now = self.clock.now()
         self.publish_catalogue(now)
-        snapshot = self.observe()
+        snapshot = self.observe(cloud_view_age=cloud_view_age)
         proposed = planning.plan(snapshot, self.policy, now)
         check_plan(snapshot, self.policy, proposed)   # a planner bug must not reach the cloud
         self.store.save_plan(now, plan_as_data(proposed))
@@ -410,6 +446,9 @@ class Reconciler:
             if error.kind is ErrorKind.CAPACITY:
                 self._notify("capacity_error", record, reason=str(error))
             raise
+        if self._cloud_view is not None:
+            flavor = next((item for item in pool.flavors if item.name == action.flavor), None)
+            self._cloud_view = self._cloud_view.with_created(instance, flavor)
         self.store.update_record(record.id, instance_id=instance.id, state=NodeState.BOOTING,
                                  state_since=now)
         self._event(now, "launch", f"{action.hostname} launching ({action.flavor}): "
@@ -477,17 +516,21 @@ class Reconciler:
         steps ended) cuts the wait."""
         if wakeup is not None:
             self.on_background_done = wakeup.notify
+        woken = False
         while not stop.is_set():
             pause = interval
             try:
-                report = self.run_once(interrupted=wakeup.pending if wakeup else None)
+                # Woken by news (a hint, a step done): plan from the cloud as last read, with
+                # our creates since, for at most one interval; otherwise read it again.
+                report = self.run_once(interrupted=wakeup.pending if wakeup else None,
+                                       cloud_view_age=interval if woken else 0.0)
             except DtError as error:
                 log.error("pass failed error=%s", error)
             else:
                 if report.plan.revisit_after is not None:
                     pause = min(interval, report.plan.revisit_after.total_seconds())
             if wakeup is not None:
-                wakeup.wait(pause, stop)
+                woken = wakeup.wait(pause, stop)
             else:
                 stop.wait(pause)
         self.wait_for_background()

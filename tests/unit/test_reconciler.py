@@ -145,3 +145,20 @@ def test_a_slow_join_runs_in_the_background_while_new_demand_launches(cluster):
     gate.set()
     reconciler.wait_for_background()
     assert cluster.store.record(joining.id).state is NodeState.REGISTERED
+
+
+def test_a_woken_pass_plans_from_the_last_cloud_read_and_our_creates_since(cluster):
+    cluster.world.nova.set_quota(instances=2)
+    cluster.step(1)                       # a full pass: the cloud is read
+    lists = sum(1 for c in cluster.world.nova.calls if c.operation == "servers.list")
+    for _ in range(3):
+        cluster.submit({"nodes": "1:ppn=8"}, 600)
+        cluster.reconciler.run_once(cloud_view_age=60)
+    assert sum(1 for c in cluster.world.nova.calls if c.operation == "servers.list") == lists
+    # Each create joined the view: no record's instance looked gone, and the quota of two
+    # instances held though Nova was not asked again.
+    records = cluster.store.records(include_deleted=True)
+    assert [record.state for record in records] == [NodeState.BOOTING] * 2
+    assert sum(1 for c in cluster.world.nova.calls if c.operation == "servers.create") == 2
+    cluster.reconciler.run_once(cloud_view_age=0)      # too old: read again
+    assert sum(1 for c in cluster.world.nova.calls if c.operation == "servers.list") > lists
