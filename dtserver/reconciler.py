@@ -186,13 +186,9 @@ class Reconciler:
         jobs: tuple[Job, ...] | None
         nodes: tuple[Node, ...] | None
         instances: tuple[Instance, ...] | None
-        try:
-            nodes = self.batch.nodes()
-            jobs = tuple(self.batch.jobs())
-        except BatchUnavailable as error:
-            log.warning("torque unreadable error=%s", error)
-            jobs, nodes = None, None
         quotas: dict[str, Quota] = {}
+        # The slow read (the cloud) first, the hints last: a hint that arrives while this
+        # pass observes is planned by it rather than by the next one.
         view = self._cloud_view
         if view is None or time.monotonic() - view.read_at >= cloud_view_age:
             self._cloud_view = view = None
@@ -208,6 +204,12 @@ class Reconciler:
             quotas = {pool.project: view.quota for pool in self.policy.pools}
         else:
             instances = None
+        try:
+            nodes = self.batch.nodes()
+            jobs = tuple(self.batch.jobs())
+        except BatchUnavailable as error:
+            log.warning("torque unreadable error=%s", error)
+            jobs, nodes = None, None
         hints = []
         for stored in self.store.hints():
             try:
