@@ -149,8 +149,8 @@ class ResetPool:
 
 
 Action = (RegisterSlot | LaunchInstance | AdoptInstance | JoinNode | MarkEntryReady
-          | PokeScheduler | Transition | MarkDown | OfflineNode | ClearNode | ReleaseNode | DeleteInstance | ExpireHint
-          | CompleteIntent | SetSleeping | ResetPool)
+          | PokeScheduler | Transition | MarkDown | OfflineNode | ClearNode | ReleaseNode
+          | DeleteInstance | ExpireHint | CompleteIntent | SetSleeping | ResetPool)
 
 
 @dataclass(frozen=True)

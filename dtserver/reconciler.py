@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Sequence
 from dtserver import nodespec, planning
 from dtserver.actions import (
     AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
-    LaunchInstance, MarkDown, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot, ReleaseNode,
-    ResetPool, SetSleeping, Transition)
+    LaunchInstance, MarkDown, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot,
+    ReleaseNode, ResetPool, SetSleeping, Transition)
 from dtserver.batch import Batch, BatchError, BatchUnavailable
 from dtserver.clock import Clock
 from dtserver.cloud import Cloud, CloudError

@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from dtserver.model import (
-    ENTRY_READY, ENTRY_READY_KEY, Chunk, DemandHint, DrainKind, Flavor, Instance, Intent, IntentKind, Job, JobState, Node,
-    NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
+    ENTRY_READY, ENTRY_READY_KEY, Chunk, DemandHint, DrainKind, Flavor, Instance, Intent,
+    IntentKind, Job, JobState, Node, NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
 from dtserver.policy import Policy, Pool
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
