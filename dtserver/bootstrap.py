@@ -20,7 +20,7 @@ from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.config import Settings, build_policy
 from dtserver.events import EventRunner
-from dtserver.model import ENTRY_READY, ENTRY_READY_KEY, DtError, Flavor, Quota
+from dtserver.model import DtError, Flavor, Quota, announces_entry
 from dtserver.reconciler import Reconciler
 from dtserver.store.sqlite import SqliteStore
 
@@ -87,8 +87,7 @@ def play_worker_user_data(nova: FakeNova, mom_starts: Callable[[FakeServer], Non
     starts once the instance is ACTIVE and its node entry is announced in its metadata,
     and stops with the instance."""
     def maybe_start(server: FakeServer) -> None:
-        if server.status == "ACTIVE" and \
-                (server.metadata or {}).get(ENTRY_READY_KEY) == ENTRY_READY:
+        if server.status == "ACTIVE" and announces_entry(server.metadata):
             mom_starts(server)
 
     nova.on_active.append(maybe_start)

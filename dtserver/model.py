@@ -181,6 +181,10 @@ ENTRY_READY_KEY = "dynamictorque:entry"
 ENTRY_READY = "ready"
 
 
+def announces_entry(metadata: Mapping[str, str] | None) -> bool:
+    return (metadata or {}).get(ENTRY_READY_KEY) == ENTRY_READY
+
+
 @dataclass(frozen=True)
 class Instance:
     id: str
@@ -198,7 +202,7 @@ class Instance:
 
     @property
     def entry_announced(self) -> bool:
-        return self.metadata.get(ENTRY_READY_KEY) == ENTRY_READY
+        return announces_entry(self.metadata)
 
 
 @dataclass(frozen=True)

@@ -224,26 +224,17 @@ log_location: {self.reconciler_log}
                 for element in ElementTree.fromstring(result.stdout).iter("Node")}
 
     def records(self, *, include_deleted: bool = True) -> tuple[NodeRecord, ...]:
-        store = SqliteStore(self.state / "dt.db")
-        try:
+        with SqliteStore(self.state / "dt.db") as store:
             return store.records(include_deleted=include_deleted)
-        finally:
-            store.close()
 
     def last_pass(self) -> PassReport | None:
-        store = SqliteStore(self.state / "dt.db")
-        try:
+        with SqliteStore(self.state / "dt.db") as store:
             return store.last_pass()
-        finally:
-            store.close()
 
     def events(self, kind: str | None = None) -> list[str]:
-        store = SqliteStore(self.state / "dt.db")
-        try:
+        with SqliteStore(self.state / "dt.db") as store:
             return [f"{event.kind} {event.hostname or ''} {event.message}"
                     for event in store.events(limit=1000) if kind in (None, event.kind)]
-        finally:
-            store.close()
 
     def owned_servers(self) -> list:
         return [server for server in self.nova.admin.servers.list(limit=-1)

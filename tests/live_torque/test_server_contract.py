@@ -35,14 +35,12 @@ class Backend(Protocol):
     def wait(self, seconds: float) -> None: ...
     def restart(self) -> None: ...
     def start_mom(self, name: str, cores: int) -> None: ...
-    def script(self, name: str, content: bytes) -> str: ...
 
 
 @dataclass
 class Emulated:
     emulator: TorqueEmulator
     clock: FakeClock
-    directory: Path
 
     def run(self, *argv: str) -> CommandResult:
         return self.emulator.run(list(argv))
@@ -57,18 +55,12 @@ class Emulated:
     def start_mom(self, name: str, cores: int) -> None:
         self.emulator.mom_up(name, cores)
 
-    def script(self, name: str, content: bytes) -> str:
-        path = self.directory / name
-        path.write_bytes(content)
-        return str(path)
-
 
 @dataclass
 class Real:
     torque: LiveTorque
     fleet: MomFleet
     servers: list[CloudServer]
-    directory: Path
 
     def run(self, *argv: str) -> CommandResult:
         result = self.torque.server.run(argv)
@@ -85,18 +77,13 @@ class Real:
         self.servers.append(CloudServer(f"contract-{name}", name, "ACTIVE", MOM_ADDRESS, cores))
         self.fleet.sync()
 
-    def script(self, name: str, content: bytes) -> str:
-        path = self.directory / name
-        path.write_bytes(content)
-        return str(path)
-
 
 @pytest.fixture(params=["emulator", pytest.param("real", marks=pytest.mark.live_torque)])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "emulator":
         clock = FakeClock(T0)
         yield Emulated(TorqueEmulator(clock, server_name="dt-head",
-                                      mom_status_interval=STATUS_INTERVAL), clock, tmp_path)
+                                      mom_status_interval=STATUS_INTERVAL), clock)
         return
     torque: LiveTorque = request.getfixturevalue("clean_torque")
     hosts = HostsFile(Path("/etc/hosts"))
@@ -107,7 +94,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     fleet = MomFleet(torque.install, workdir, torque.server_name, lambda: servers,
                      gated=False, status_update_time=STATUS_INTERVAL)
     try:
-        yield Real(torque, fleet, servers, tmp_path)
+        yield Real(torque, fleet, servers)
     finally:
         fleet.stop()
 
@@ -181,11 +168,13 @@ def test_a_mom_that_reports_before_its_entry_exists_is_heard_only_at_its_status_
 
 
 def test_qsub_refuses_dos_and_non_ascii_script_files_before_anything_else(
-        server: Backend) -> None:
+        server: Backend, tmp_path: Path) -> None:
     steps = {step.command: step
              for step in load_blocks(DATA / "50_qsub_script_file_checks.txt")}
     for name, content in (("dos.sh", b"#!/bin/sh\r\necho hi\r\n"),
                           ("utf8.sh", "#!/bin/sh\necho h\u00e9\n".encode())):
-        result = server.run("qsub", server.script(name, content))
+        script = tmp_path / name
+        script.write_bytes(content)
+        result = server.run("qsub", str(script))
         expected = steps[f"qsub {name}"]
         assert (result.status, result.stderr) == (expected.exit_code, expected.stderr)

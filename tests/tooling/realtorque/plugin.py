@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dtserver.model import ENTRY_READY, ENTRY_READY_KEY
+from dtserver.model import announces_entry
 from tests.tooling.novastack.plugin import LiveNova, live_mode
 from tests.tooling.realtorque.install import TorqueInstall, TorqueUnavailable, ensure_built
 from tests.tooling.realtorque.moms import CloudServer, MomFleet, remove_stale_namespaces
@@ -101,7 +101,7 @@ def nova_servers(live: LiveNova) -> list[CloudServer]:
         servers.append(CloudServer(
             id=server.id, name=server.name, status=server.status,
             address=addresses[0] if addresses else None, cores=int(server.flavor["vcpus"]),
-            entry_announced=(server.metadata or {}).get(ENTRY_READY_KEY) == ENTRY_READY))
+            entry_announced=announces_entry(server.metadata)))
     return servers
 
 
