@@ -21,6 +21,12 @@ SLOT_NOTE = "dynamictorque: slot, no instance"
 DELETE_RETRY = timedelta(seconds=60)
 
 
+def slot_restored(node: Node | None) -> bool:
+    """The entry is an empty slot again: a release re-creates it with the slot note, which
+    shows at once, even while the new entry settles."""
+    return node is not None and node.note == SLOT_NOTE
+
+
 def fault_is_capacity(fault: str | None) -> bool:
     return bool(fault) and "no valid host" in fault.lower()
 
@@ -68,7 +74,7 @@ class Lifecycle:
         steps: list = [Transition(record.id, NodeState.DELETING, reason)]
         pool = self.policy.pool(record.pool)
         node = self.nodes.get(record.hostname) if self.nodes else None
-        if pool is not None and node is not None and node.note != SLOT_NOTE:
+        if pool is not None and node is not None and not slot_restored(node):
             steps.append(ReleaseNode(record.id, record.hostname, pool.slot_np,
                                      pool.properties, reason))
         instance = self.instance_of(record)
@@ -203,13 +209,11 @@ class Lifecycle:
             return
         instance = self.instance_of(record)
         jobs = self.jobs_on(record)
-        node = self.nodes.get(record.hostname)
         pool = self.policy.pool(record.pool)
-        released = node is not None and (node.note == SLOT_NOTE or node.is_settling)
         if jobs:
             self.notes.append(f"{record.hostname}: deletion held, TORQUE lists "
                               f"{', '.join(jobs)} on it")
-        elif not released and pool is not None:
+        elif not slot_restored(self.nodes.get(record.hostname)) and pool is not None:
             # The pass that began the deletion stopped before the release (a crash): the
             # entry still names the instance, or is gone. Release it, then delete.
             self.actions.append(ReleaseNode(record.id, record.hostname, pool.slot_np,

@@ -406,8 +406,10 @@ def test_failed_node_is_released_and_deleted_with_the_record_written_first():
 
 def test_deletion_cut_short_before_the_release_is_resumed_at_once():
     rec = record(state=NodeState.DELETING)
+    just_joined = node("cloud-001", states=("down", "offline", "MOM-list-not-sent"),
+                       reported=False)
     for entry in ([node("cloud-001", states=("offline",), note="dynamictorque: draining")],
-                  []):
+                  [just_joined], []):
         result = planned(snapshot(records=[rec], instances=[instance()], nodes=entry,
                                   with_slots=None), now=T0 + seconds(5))
         assert [type(a) for a in result.actions
