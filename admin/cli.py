@@ -34,7 +34,7 @@ KILL_WAIT_SECONDS = 600.0
 DRAIN_WAIT_SECONDS = 3600.0
 RESET_WAIT_SECONDS = 120.0
 
-_GLOBAL_WITH_VALUE = ("--url", "--token-file", "--timeout")
+_GLOBAL_WITH_VALUE = ("--url", "--token-file", "--timeout", "--proxy")
 _LEGACY_FLAGS = ("-i", "-s", "-k", "-f", "-d", "-l", "-w", "-c")
 
 
@@ -78,7 +78,8 @@ def _legacy_parser() -> argparse.ArgumentParser:
 def translate_legacy(argv: Sequence[str]) -> list[str]:
     """Rewrite `-i -c 5`, `-k NODE`, ... into subcommands; other command lines unchanged.
 
-    Global options (--url, --token-file, --timeout, --json) may come first either way."""
+    Global options (--url, --token-file, --timeout, --proxy, --json) may come first either
+    way."""
     head: list[str] = []
     index = 0
     while index < len(argv):
@@ -128,10 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                "acting, 4 authentication failed, 5 not found. URL and token file: flags, "
                "then DTADMIN_URL / DTADMIN_TOKEN_FILE, then [dtadmin] url / token_file in "
                "~/.config/dtadmin.conf or /etc/dynamictorque/dtadmin.conf (DTADMIN_CONFIG "
-               "names another file).")
+               "names another file). Proxy variables are ignored: a proxy is used only "
+               "with --proxy or proxy in dtadmin.conf.")
     parser.add_argument("--url", help="API address (default http://127.0.0.1:8080)")
     parser.add_argument("--token-file", help="file holding the admin token (mutations)")
     parser.add_argument("--timeout", type=_positive, help="HTTP timeout in seconds (10)")
+    parser.add_argument("--proxy", metavar="URL",
+                        help="reach the API through this HTTP proxy; http_proxy and the "
+                             "other proxy variables are ignored")
     parser.add_argument("--json", dest="json_top", action="store_true",
                         help="print the API's JSON instead of tables")
     output = argparse.ArgumentParser(add_help=False)
@@ -403,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json = args.json or args.json_top
     try:
         client = Client(load_connection(url=args.url, token_file=args.token_file,
-                                        timeout=args.timeout))
+                                        timeout=args.timeout, proxy=args.proxy))
         return int(COMMANDS[args.command](client, args, sys.stdout))
     except AdminError as error:
         print(f"dtadmin: {error.message}", file=sys.stderr)

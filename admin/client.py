@@ -19,7 +19,9 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 SYSTEM_CONFIG = Path("/etc/dynamictorque/dtadmin.conf")
 USER_CONFIG = Path("~/.config/dtadmin.conf")
 CONFIG_SECTION = "dtadmin"
-CONFIG_KEYS = ("url", "token_file", "timeout")
+CONFIG_KEYS = ("url", "token_file", "timeout", "proxy")
+# Read by hand, as requests would: the session ignores the environment (see make_session).
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class ExitCode(enum.IntEnum):
@@ -66,6 +68,8 @@ class Connection:
     url: str = DEFAULT_URL
     token_file: Path | None = None
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    proxy: str | None = None          # only ever set explicitly: --proxy or `proxy` in a config
+    ca_bundle: str | None = None      # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
 
 
 def config_paths(environ: Mapping[str, str]) -> list[Path]:
@@ -111,10 +115,13 @@ def _timeout(text: str, where: str) -> float:
 
 
 def load_connection(*, url: str | None = None, token_file: str | None = None,
-                    timeout: float | None = None,
+                    timeout: float | None = None, proxy: str | None = None,
                     environ: Mapping[str, str] = os.environ) -> Connection:
     """Flags beat the environment (DTADMIN_URL, DTADMIN_TOKEN_FILE), which beats the
-    config files (INI, section [dtadmin], keys url, token_file, timeout)."""
+    config files (INI, section [dtadmin], keys url, token_file, timeout, proxy).
+
+    The proxy comes from --proxy or the config only, never from http_proxy and the like:
+    those are set for the user's web traffic, and the admin token must not follow them."""
     config = _read_config(config_paths(environ))
     chosen_url = url or environ.get("DTADMIN_URL") or config.get("url") or DEFAULT_URL
     if not chosen_url.startswith(("http://", "https://")):
@@ -123,9 +130,29 @@ def load_connection(*, url: str | None = None, token_file: str | None = None,
     chosen_timeout = (timeout if timeout is not None
                       else _timeout(config["timeout"], "config") if "timeout" in config
                       else DEFAULT_TIMEOUT_SECONDS)
+    chosen_proxy = proxy or config.get("proxy") or None
+    if chosen_proxy is not None and not chosen_proxy.startswith(("http://", "https://")):
+        raise UsageError(f"--proxy (or proxy in dtadmin.conf) must be a URL starting with "
+                         f"http:// or https://: {chosen_proxy!r}")
+    ca_bundle = next((environ[name] for name in CA_BUNDLE_VARIABLES if environ.get(name)), None)
     return Connection(url=chosen_url.rstrip("/"),
                       token_file=Path(chosen_token).expanduser() if chosen_token else None,
-                      timeout=chosen_timeout)
+                      timeout=chosen_timeout, proxy=chosen_proxy, ca_bundle=ca_bundle)
+
+
+def make_session(connection: Connection) -> requests.Session:
+    """A session that reaches the API directly unless a proxy was asked for.
+
+    trust_env=False keeps requests from picking a proxy out of http_proxy, https_proxy or
+    ALL_PROXY (even for 127.0.0.1) and sending the admin token through it; it also drops
+    .netrc and the CA bundle variables, so the bundle is set here by hand."""
+    session = requests.Session()
+    session.trust_env = False
+    if connection.proxy is not None:
+        session.proxies = {"http": connection.proxy, "https": connection.proxy}
+    if connection.ca_bundle is not None:
+        session.verify = connection.ca_bundle
+    return session
 
 
 def path_segment(text: str) -> str:
@@ -136,7 +163,7 @@ def path_segment(text: str) -> str:
 class Client:
     def __init__(self, connection: Connection, session: requests.Session | None = None) -> None:
         self.connection = connection
-        self.session = session or requests.Session()
+        self.session = session or make_session(connection)
 
     @property
     def url(self) -> str:

@@ -36,10 +36,11 @@ from dtserver.batch.torque import TorqueBatch  # noqa: E402
 from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin  # noqa: E402
 from dtserver.batch.torque_commands import Runner, SubprocessRunner  # noqa: E402
 from dtserver.batch.torque_emulator import TorqueEmulator  # noqa: E402
-from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, LockedRunner  # noqa: E402
+from dtserver.bootstrap import (  # noqa: E402
+    DEMO_FLAVORS, DEMO_IMAGE, LockedRunner, build_nova_cloud)
 from dtserver.clock import SystemClock  # noqa: E402
 from dtserver.cloud.fake_nova import FakeNova  # noqa: E402
-from dtserver.cloud.nova import NovaCloud  # noqa: E402
+from dtserver.policy import HintTrust  # noqa: E402
 from dtserver.reconciler import Reconciler, Wakeup  # noqa: E402
 from dtserver.store.sqlite import SqliteStore  # noqa: E402
 from tests.e2e.support import Gunicorn, TimedCloud  # noqa: E402
@@ -99,9 +100,13 @@ def main() -> None:
     options = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     clock = SystemClock()
-    # One slot per hint: every hint launches a node of its own.
+    # One slot per hint: every hint launches a node of its own. They all come from one user
+    # on one host, so the hint budget (policy.HintTrust) is raised to hold them all.
+    cores = 2 * options.hints
     policy = scenario_policy(max_nodes=options.hints + 1, max_cores=4 * options.hints,
-                             hint_ttl=timedelta(seconds=600))
+                             hint_ttl=timedelta(seconds=600),
+                             hints=HintTrust(cores_per_user=cores, cores_per_source=cores,
+                                             cores_total=cores, max_array=1))
     # Instances never finish booting: the cluster stays idle and each pass stays the same.
     nova = FakeNova(clock, flavors=DEMO_FLAVORS, images=(DEMO_IMAGE,), boot_delay=3600.0)
     # A new node entry loses a `pbsnodes -o` until its hierarchy is sent (10 s on TORQUE);
@@ -112,7 +117,7 @@ def main() -> None:
         directory = Path(tmp)
         store = SqliteStore(directory / "dt.db")
         wakeup = TimedWakeup(directory / "wakeup")
-        cloud = TimedCloud(NovaCloud(nova, cluster_id="bench", clock=clock))
+        cloud = TimedCloud(build_nova_cloud(nova, store, cluster_id="bench", clock=clock))
         runner: Runner
         if options.torque == "cli":
             home = EmulatorHome(directory / "torque")

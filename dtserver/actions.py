@@ -28,6 +28,7 @@ class LaunchInstance:
     cores: int
     reason: str
     group: str = ""        # nodes of one multi-node job share a group
+    prewarm: bool = False  # only hints want it: no queued job is behind it yet
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ class DeleteInstance:
 class ExpireHint:
     hint_id: int
     reason: str
+    # Set when it expired unmatched: a strike against its claimed user and its source.
+    strike_user: str | None = None
+    strike_source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,24 +5,28 @@ TORQUE commands or the emulator, real Nova or FakeNova; the reconciler cannot te
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dtserver.batch import Batch
 from dtserver.batch.hosts import HostsFile
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_commands import CommandResult, SubprocessRunner
 from dtserver.batch.torque_emulator import TorqueEmulator
-from dtserver.clock import Clock
-from dtserver.cloud import Cloud
+from dtserver.clock import Clock, SystemClock
+from dtserver.cloud import Cloud, CloudError, ForeignInstance
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.config import Settings, build_policy
 from dtserver.events import EventRunner
-from dtserver.model import DtError, Flavor, Quota, announces_entry
+from dtserver.model import DtError, ErrorKind, Flavor, Quota, announces_entry
 from dtserver.reconciler import Reconciler
+from dtserver.store import RecordNotFound, Store, StoreError
 from dtserver.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
 
 # FakeNova's flavors for the demo, the simulator and the fake driver.
 DEMO_FLAVORS = (
@@ -113,15 +117,54 @@ def build_batch(settings: Settings, world: FakeWorld | None = None) -> Batch:
                        command_timeout=settings.command_timeout)
 
 
-def build_cloud(settings: Settings, world: FakeWorld | None = None) -> Cloud:
+def build_cloud(settings: Settings, world: FakeWorld | None = None, *,
+                store: Store) -> Cloud:
     if settings.cloud_driver == "fake":
         if world is None:
             raise DtError("the fake cloud driver needs a fake world")
-        return NovaCloud(world.nova, cluster_id=settings.cluster_id, clock=world.clock)
+        return build_nova_cloud(world.nova, store, cluster_id=settings.cluster_id,
+                                clock=world.clock)
     from dtserver.cloud.nova_session import build_nova_client
     client = build_nova_client(cloud_name=settings.cloud_name, auth=settings.cloud_auth,
                                region=settings.region)
-    return NovaCloud(client, cluster_id=settings.cluster_id)
+    return build_nova_cloud(client, store, cluster_id=settings.cluster_id)
+
+
+def build_nova_cloud(client: Any, store: Store, *, cluster_id: str,
+                     network: str | None = None, clock: Clock | None = None) -> NovaCloud:
+    """NovaCloud as this installation: the store's installation id on every instance, the
+    store's records vouching for instances made before installation ids, and an event in
+    the store for each instance that wears our cluster id but is not ours."""
+    clock = clock or SystemClock()
+
+    def knows_record(record_id: str) -> bool:
+        try:
+            store.record(record_id)
+        except RecordNotFound:
+            return False
+        except StoreError as error:
+            # Ownership unknown: the cloud counts as unread this pass, so nothing is deleted.
+            raise CloudError(ErrorKind.TRANSIENT, f"cannot ask our records: {error}") from error
+        return True
+
+    def foreign(instance: ForeignInstance) -> None:
+        why = (f"installation {instance.installation}, not ours "
+               f"({store.installation_id()}): another dynamictorque uses cluster_id "
+               f"{cluster_id!r} in this project; give each installation its own cluster_id"
+               if instance.installation is not None else
+               "no installation id and none of our records names it (made by an older "
+               "release, or by us before the database was replaced)")
+        try:
+            store.add_event(clock.now(), "foreign",
+                            f"instance {instance.id} left alone: {why}",
+                            hostname=instance.name[:255] or None)
+        except DtError as error:
+            log.warning("foreign instance event not stored id=%s error=%s", instance.id,
+                        error)
+
+    return NovaCloud(client, cluster_id=cluster_id, installation=store.installation_id(),
+                     knows_record=knows_record, on_foreign=foreign, network=network,
+                     clock=clock)
 
 
 def build_reconciler(settings: Settings, *, clock: Clock, batch: Batch, cloud: Cloud,

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from dtserver import __version__
 from dtserver.model import DtError
+from dtserver.redact import EscapingFormatter
 
 DEFAULT_CONFIG = Path("/etc/dynamictorque/dynamic_torque.conf")
 
@@ -19,7 +20,8 @@ def _setup_logging(level: str, location: Path | None = None,
                    fmt: str = "%(asctime)s %(levelname)s %(name)s %(message)s") -> None:
     handler: logging.Handler = (logging.FileHandler(location) if location
                                 else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter(fmt))
+    # One line per record, whatever a logged value holds (hint fields, node names).
+    handler.setFormatter(EscapingFormatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
@@ -89,7 +91,7 @@ def reconciler_main(argv: Sequence[str] | None = None) -> int:
         store = build_store(settings)
         reconciler = build_reconciler(settings, clock=SystemClock(),
                                       batch=build_batch(settings),
-                                      cloud=build_cloud(settings), store=store,
+                                      cloud=build_cloud(settings, store=store), store=store,
                                       background_workers=BACKGROUND_WORKERS)
         with SingleInstanceLock(settings.lock_path):
             if args.once or args.dry_run:

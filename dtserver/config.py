@@ -16,22 +16,25 @@ from __future__ import annotations
 import configparser
 import difflib
 import math
+import os
 import re
 import shlex
-from dataclasses import dataclass, field
+import stat
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from dtserver.model import DtError, Flavor
-from dtserver.policy import Policy, Pool
+from dtserver.policy import HintTrust, Policy, Pool
+from dtserver.redact import MASK, mask_argv, mask_text
+from dtserver.store import HintLimits
 
 DEFAULT_POOL_NAME = "cloud"                 # the pool the [cloud] keys define
 DEFAULT_FLAVORS = ("m1.small",)              # Dynamic Torque's worker_node_flavor default
 DEFAULT_PROPERTIES = frozenset({"CLOUD"})   # node_property default
 DEFAULT_MAX_NODES = 10                      # per pool; also its number of node slots
-MASK = "****"
 SECRET_AUTH_KEYS = frozenset({"password"})
 
 
@@ -118,6 +121,14 @@ class Settings:
     down_timeout: float = 480.0                      # max_down_time
     boot_timeout: float = 1200.0                     # max_inaccessible_time
     hint_ttl: float | None = None                    # None: 2 x job_poller_interval
+    # What hints no job has matched may launch (policy.HintTrust); None: derived there.
+    hint_cores_per_user: int | None = None
+    hint_cores_per_source: int | None = None
+    hint_cores_total: int | None = None
+    hint_max_array: int = 4
+    hint_strikes: int = 3
+    hint_penalty: float = 3600.0
+    prewarm_idle_time: float = 60.0
     max_cores: int | None = None                     # pool_max_num: cap over all pools
     max_booting: int | None = None                   # launches in flight, all pools
     backoff_base: float = 30.0
@@ -134,6 +145,10 @@ class Settings:
     cloud_auth: Mapping[str, str] = field(default_factory=dict)  # DT plaintext (warned)
     region: str | None = None
     api_bind: str = "127.0.0.1:8080"
+    max_hints_per_user: int = HintLimits.per_user
+    max_hint_bytes_per_user: int = HintLimits.bytes_per_user
+    max_hints: int = HintLimits.total
+    max_hint_bytes: int = HintLimits.bytes_total
     token_file: Path | None = None
     hint_token_file: Path | None = None
     log_level: str = "INFO"
@@ -143,6 +158,16 @@ class Settings:
     pools: tuple[PoolSettings, ...] = ()
     static_worker_nodes: tuple[str, ...] = ()        # always-on nodes we never touch
     warnings: tuple[str, ...] = ()                   # obsolete keys, plaintext credentials
+
+    @property
+    def effective_hint_ttl(self) -> float:
+        return self.hint_ttl if self.hint_ttl is not None else 2 * self.job_poller_interval
+
+    @property
+    def hint_limits(self) -> HintLimits:
+        return HintLimits(per_user=self.max_hints_per_user,
+                          bytes_per_user=self.max_hint_bytes_per_user,
+                          total=self.max_hints, bytes_total=self.max_hint_bytes)
 
     @property
     def db_path(self) -> Path:
@@ -271,7 +296,7 @@ def _bind(value: str) -> str:
 
 def _url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
+        raise ValueError(f"expected an http(s) URL, got {mask_text(value)!r}")
     return value
 
 
@@ -352,6 +377,13 @@ _GLOBAL = (
     _Key("max_down_time", "down_timeout", _positive_float),
     _Key("max_inaccessible_time", "boot_timeout", _positive_float),
     _Key("hint_ttl_seconds", "hint_ttl", _positive_float),
+    _Key("hint_cores_per_user", "hint_cores_per_user", _positive_int),
+    _Key("hint_cores_per_source", "hint_cores_per_source", _positive_int),
+    _Key("hint_cores_total", "hint_cores_total", _positive_int),
+    _Key("hint_max_array", "hint_max_array", _positive_int),
+    _Key("hint_strikes", "hint_strikes", _positive_int),
+    _Key("hint_penalty_seconds", "hint_penalty", _positive_float),
+    _Key("prewarm_idle_time", "prewarm_idle_time", _positive_float),
     _Key("max_cores", "max_cores", _positive_int),
     _Key("pool_max_num", "max_cores", _positive_int, alias=True),
     _Key("max_booting", "max_booting", _positive_int),
@@ -399,6 +431,10 @@ _CLOUD = (
 )
 _API = (
     _Key("bind", "api_bind", _bind),
+    _Key("max_hints_per_user", "max_hints_per_user", _positive_int),
+    _Key("max_hint_bytes_per_user", "max_hint_bytes_per_user", _positive_int),
+    _Key("max_hints", "max_hints", _positive_int),
+    _Key("max_hint_bytes", "max_hint_bytes", _positive_int),
     _Key("token_file", "token_file", _path),
     _Key("hint_token_file", "hint_token_file", _path),
 )
@@ -664,12 +700,26 @@ def parse_settings(text: str, *, source: str = "<string>") -> Settings:
 
 
 def load_settings(path: Path | str) -> Settings:
-    """Settings from a dynamic_torque.conf file; raises ConfigError."""
+    """Settings from a dynamic_torque.conf file; raises ConfigError.
+
+    A file that holds a secret (a password, a token in an event command) warns when group
+    or others may read it: with the API as its own user in the service's group, a
+    group-readable password is the API's too.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+            mode = os.fstat(file.fileno()).st_mode
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the configuration: {exc}", source=str(path)) from None
-    return parse_settings(text, source=str(path))
+    settings = parse_settings(text, source=str(path))
+    secrets = _secret_keys(settings)
+    if secrets and mode & (stat.S_IRGRP | stat.S_IROTH):
+        settings = replace(settings, warnings=(*settings.warnings, (
+            f"{path}: holds secrets ({', '.join(secrets)}) and is readable by group/others "
+            f"(mode {stat.S_IMODE(mode):04o}): chmod 600 it, owned by the reconciler's user, "
+            "or move the credentials to clouds.yaml (docs/operations.md)")))
+    return settings
 
 
 def _section_suggestion(section: str) -> str | None:
@@ -808,8 +858,6 @@ def _check_settings(reader: _Reader, settings: Settings, values: dict[str, _Valu
 def build_policy(settings: Settings, flavors: Mapping[str, Flavor]) -> Policy:
     """The planner's Policy: flavor names resolved against the cloud's flavors (by name),
     seconds turned into timedeltas, each pool's user-data file read."""
-    hint_ttl = settings.hint_ttl if settings.hint_ttl is not None else (
-        2 * settings.job_poller_interval)
     return Policy(
         pools=tuple(_policy_pool(pool, flavors) for pool in settings.pools),
         queues=settings.queues,
@@ -818,7 +866,13 @@ def build_policy(settings: Settings, flavors: Mapping[str, Flavor]) -> Policy:
         idle_timeout=timedelta(seconds=settings.idle_timeout),
         down_timeout=timedelta(seconds=settings.down_timeout),
         boot_timeout=timedelta(seconds=settings.boot_timeout),
-        hint_ttl=timedelta(seconds=hint_ttl),
+        hint_ttl=timedelta(seconds=settings.effective_hint_ttl),
+        hints=HintTrust(cores_per_user=settings.hint_cores_per_user,
+                        cores_per_source=settings.hint_cores_per_source,
+                        cores_total=settings.hint_cores_total,
+                        max_array=settings.hint_max_array, strikes=settings.hint_strikes,
+                        penalty=timedelta(seconds=settings.hint_penalty),
+                        idle_timeout=timedelta(seconds=settings.prewarm_idle_time)),
         backoff_base=timedelta(seconds=settings.backoff_base),
         backoff_cap=timedelta(seconds=settings.backoff_cap),
         max_boot_failures=settings.max_boot_failures,
@@ -862,8 +916,8 @@ def describe(settings: Settings) -> str:
     """The effective configuration as INI text that parse_settings reads back.
 
     Every key is written, unset ones empty. The pool [cloud] defines (and its split by
-    node_location_property) appears as the [pool NAME] sections it became. Passwords are
-    masked.
+    node_location_property) appears as the [pool NAME] sections it became. Secrets are
+    masked (dtserver.redact): they read back as the mask, not as the secret.
     """
     lines: list[str] = []
     for section, keys in _SECTIONS.items():
@@ -881,15 +935,26 @@ def describe(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def _shown(settings: Settings, target: str) -> str:
+def _shown(settings: Settings, target: str, *, masked: bool = True) -> str:
     group, _, name = target.partition(".")
     if group == "auth":
         value = settings.cloud_auth.get(name)
-        return MASK if value and name in SECRET_AUTH_KEYS else _format(value)
+        if value and masked:
+            return MASK if name in SECRET_AUTH_KEYS else mask_text(value)
+        return _format(value)
     if group == "events":
         value = getattr(settings.events, name)
-        return shlex.join(value) if isinstance(value, tuple) else _format(value)
+        if isinstance(value, tuple):
+            return shlex.join(mask_argv(value) if masked else value)
+        return _format(value)
     return _format(getattr(settings, target))
+
+
+def _secret_keys(settings: Settings) -> list[str]:
+    """The keys whose value describe() masks (dtserver.redact's rule)."""
+    return [key.name for keys in _SECTIONS.values() for key in keys
+            if not key.alias and key.target.startswith(("auth.", "events."))
+            and _shown(settings, key.target) != _shown(settings, key.target, masked=False)]
 
 
 def _format(value: object) -> str:

@@ -130,7 +130,7 @@ class Demo:
             world = build_fake_world(self.clock, boot_delay=options.boot_delay)
             store = SqliteStore(settings.db_path)
             batch = build_batch(settings, world)
-            cloud = build_cloud(settings, world)
+            cloud = build_cloud(settings, world, store=store)
             reconciler = build_reconciler(settings, clock=self.clock, batch=batch,
                                           cloud=cloud, store=store)
             wakeup = Wakeup(settings.wakeup_path)

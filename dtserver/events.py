@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 from dtserver.config import EventCommands
 from dtserver.model import NodeEvent
+from dtserver.redact import mask_argv
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,17 @@ class EventRunner:
                                stdin=subprocess.DEVNULL, capture_output=True)
         except subprocess.TimeoutExpired:
             log.warning("event command timed out event=%s host=%s argv=%s timeout=%s",
-                        event.name, event.hostname, argv, self.commands.timeout_seconds)
+                        event.name, event.hostname, mask_argv(argv),
+                        self.commands.timeout_seconds)
             return
         except OSError as error:
+            # The error's text repeats the program path only, never the arguments.
             log.warning("event command failed to start event=%s host=%s argv=%s error=%s",
-                        event.name, event.hostname, argv, error)
+                        event.name, event.hostname, mask_argv(argv), error)
             return
         if result.returncode != 0:
             log.warning("event command failed event=%s host=%s argv=%s status=%d stderr=%s",
-                        event.name, event.hostname, argv, result.returncode,
+                        event.name, event.hostname, mask_argv(argv), result.returncode,
                         result.stderr.decode(errors="replace").strip()[:500])
         else:
             log.info("event command done event=%s host=%s", event.name, event.hostname)

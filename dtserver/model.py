@@ -55,6 +55,9 @@ class JobState(enum.StrEnum):
     COMPLETED = "C"
     TRANSIT = "T"
     SUSPENDED = "S"
+    # Ours, not TORQUE's: qstat listed the job but its entry could not be read. It may be
+    # running, so the hosts it names stay busy; it is never demand.
+    UNKNOWN = "?"
 
 
 class ErrorKind(enum.StrEnum):
@@ -249,6 +252,9 @@ class NodeRecord:
     drain: DrainKind | None = None
     down_since: datetime | None = None
     reason: str = ""
+    # Launched for hints alone and has run no job yet: hints only pre-warm, so such a node
+    # is idle-released sooner (Policy.hints.idle_timeout).
+    prewarm: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,16 @@ class DemandHint:
     request: Request
     account: str | None = None
     count: int = 1                           # array size (bounded by its slot limit)
+    source: str | None = None                # the address it was posted from
+
+
+@dataclass(frozen=True)
+class HintStrikes:
+    """Hints that expired before any job matched them, within the hint penalty window:
+    counted by claimed user and by the address they were posted from."""
+
+    by_user: Mapping[str, int] = field(default_factory=dict)
+    by_source: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -324,6 +340,7 @@ class Snapshot:
     pool_health: Mapping[str, PoolHealth] = field(default_factory=dict)
     quotas: Mapping[str, Quota] = field(default_factory=dict)   # by cloud project
     sleeping: bool = False
+    hint_strikes: HintStrikes = HintStrikes()
 
     # Indexes built once per pass for every planning step (read only).
     @cached_property
@@ -335,7 +352,8 @@ class Snapshot:
             return None
         running: dict[str, list[str]] = {}
         for job in self.jobs or ():
-            if job.state in (JobState.RUNNING, JobState.EXITING, JobState.SUSPENDED):
+            if job.state in (JobState.RUNNING, JobState.EXITING, JobState.SUSPENDED,
+                             JobState.UNKNOWN):
                 for host in dict.fromkeys(job.exec_hosts):
                     running.setdefault(host, []).append(job.id)
         by_name = {}

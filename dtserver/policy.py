@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
-from dtserver.model import Flavor
+from dtserver.model import Flavor, NodeRecord
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,31 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class HintTrust:
+    """What hints that no queued job has matched may make the planner launch.
+
+    Any user can post a hint and name any user in it, so a hint only pre-warms: its demand
+    is bounded per claimed user, per source address and in total, an array counts for a few
+    indices at most, a user whose hints keep expiring unmatched loses hint credit for a
+    while, and a node launched for hints alone is released soon when no job comes for it.
+    Once a job is queued, TORQUE is the truth and none of these bounds apply to it.
+    """
+
+    cores_per_user: int | None = None    # None: one node of the largest flavor
+    cores_per_source: int | None = None  # None: 2 x per user
+    cores_total: int | None = None       # None: 8 x per user
+    max_array: int = 4                   # array indices one hint counts for
+    strikes: int = 3                     # a user's unmatched expiries within `penalty` ...
+    penalty: timedelta = timedelta(hours=1)  # ... that end its hint credit
+    idle_timeout: timedelta = timedelta(seconds=60)  # prewarm nodes, instead of max_idle_time
+
+    @property
+    def source_strikes(self) -> int:
+        """A source serves many users (a login node): it loses credit at 4 x `strikes`."""
+        return 4 * self.strikes
+
+
+@dataclass(frozen=True)
 class Policy:
     pools: tuple[Pool, ...]
     queues: frozenset[str] = frozenset()              # monitored queues; empty: all
@@ -70,6 +95,7 @@ class Policy:
     # False: a job of more than one core is planned onto nodes no other job shares, as
     # Dynamic Torque did (the simulator compares against it).
     pack_multicore: bool = True
+    hints: HintTrust = HintTrust()
 
     def pool(self, name: str) -> Pool | None:
         return self._pool_by_name.get(name)
@@ -77,6 +103,18 @@ class Policy:
     @cached_property
     def _pool_by_name(self) -> dict[str, Pool]:
         return {pool.name: pool for pool in self.pools}
+
+    @cached_property
+    def hint_cores(self) -> tuple[int, int, int]:
+        """The hint budget in cores: per claimed user, per source address, in total."""
+        node = max((flavor.cores for pool in self.pools for flavor in pool.flavors), default=1)
+        per_user = self.hints.cores_per_user or node
+        return (per_user, self.hints.cores_per_source or 2 * per_user,
+                self.hints.cores_total or 8 * per_user)
+
+    def idle_timeout_of(self, record: NodeRecord) -> timedelta:
+        """How long `record` may sit idle before it is drained."""
+        return self.hints.idle_timeout if record.prewarm else self.idle_timeout
 
     def pool_of_slot(self, hostname: str) -> Pool | None:
         return self._pool_by_slot.get(hostname)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import select
+import stat
 import string
 import threading
 import time
@@ -32,7 +34,7 @@ from dtserver.clock import Clock
 from dtserver.cloud import Cloud, CloudError
 from dtserver.model import (
     DemandHint, DtError, ErrorKind, Flavor, Instance, InstanceSpec, Job, Node, NodeEvent,
-    NodeRecord, NodeState, PoolHealth, Quota, Snapshot)
+    NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
 from dtserver.policy import Policy, Pool
@@ -51,6 +53,7 @@ class Outcome:
     action: str
     ok: bool
     message: str = ""
+    deferred: bool = False     # not tried: left for the next pass, which plans it again
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,48 @@ def render_user_data(pool: Pool, hostname: str, torque_server: str) -> str | Non
         hostname=hostname, pool=pool.name, torque_server=torque_server)
 
 
-def hint_from_stored(stored: StoredHint) -> DemandHint:
-    """The filter's raw strings -> a DemandHint; nodespec.RequestError when they are bad."""
+def hint_from_stored(stored: StoredHint,
+                     parse: Callable[[tuple[str, ...], str | None], Request] | None = None
+                     ) -> DemandHint:
+    """The filter's raw strings -> a DemandHint; nodespec.RequestError when they are bad.
+    `parse` turns the raw resources and array into a Request (default: parse_request)."""
     payload = stored.payload
-    resources = nodespec.parse_qsub_resources(payload.get("resources") or [])
-    array = payload.get("array")
-    request = nodespec.parse_resource_list(resources, array=array)
+    request = (parse or parse_request)(tuple(payload.get("resources") or ()),
+                                       payload.get("array"))
     return DemandHint(id=stored.id, received=stored.received, user=payload["user"],
                       queue=payload.get("queue"), account=payload.get("account"),
-                      request=request, count=request.array.size if request.array else 1)
+                      request=request, count=request.array.size if request.array else 1,
+                      source=stored.source)
+
+
+def parse_request(resources: tuple[str, ...], array: str | None) -> Request:
+    return nodespec.parse_resource_list(nodespec.parse_qsub_resources(list(resources)),
+                                        array=array)
+
+
+class HintReader:
+    """The stored hints as DemandHints. A hint never changes once stored, so each is read
+    and parsed once, and hints that ask alike share one parse: a pass costs a read of the
+    ids and of new hints, in proportion to the distinct requests among them."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._parsed: dict[int, DemandHint] = {}
+        self._last_id = 0
+
+    def read(self) -> tuple[DemandHint, ...]:
+        parse = functools.lru_cache(maxsize=1024)(parse_request)
+        for stored in self._store.hints(after_id=self._last_id):
+            self._last_id = max(self._last_id, stored.id)
+            try:
+                self._parsed[stored.id] = hint_from_stored(stored, parse)
+            except (nodespec.RequestError, KeyError) as error:
+                log.warning("hint dropped id=%s error=%s", stored.id, error)
+                self._store.delete_hints([stored.id])
+        present = self._store.hint_ids()
+        for gone in self._parsed.keys() - present:
+            del self._parsed[gone]
+        return tuple(self._parsed.values())
 
 
 def pool_catalogue(policy: Policy) -> PoolCatalogue:
@@ -96,6 +132,14 @@ def pool_catalogue(policy: Policy) -> PoolCatalogue:
 # the same node after them in the plan, run off the pass: launches for new demand never wait
 # behind them, and several nodes join at once.
 SLOW_STEPS = (JoinNode, ReleaseNode)
+# The steps that call TORQUE. Once one finds it unavailable, the others of that pass are
+# deferred: each would wait out its own command timeout (20 steps, 30 s: 10 minutes).
+TORQUE_STEPS = (RegisterSlot, JoinNode, OfflineNode, ClearNode, ReleaseNode, PokeScheduler)
+DEFERRED_TORQUE = "deferred: TORQUE unavailable"
+# After these, the process state cannot be trusted: the loop ends and the service exits
+# non-zero, so systemd restarts it (Restart=on-failure).
+FATAL_ERRORS = (MemoryError, SystemError)
+_PASS_ERROR_CHARS = 500                     # of a failed pass's error, kept for /status
 
 
 @dataclass(frozen=True)
@@ -176,7 +220,9 @@ class Reconciler:
         self._in_flight: set[str] = set()          # record ids with background steps running
         self._in_flight_lock = threading.Lock()
         self.on_background_done: Callable[[], None] = lambda: None
+        self._pass_errors = 0                      # passes that raised, since start
         self._cloud_view: CloudView | None = None
+        self._hints = HintReader(store)
 
     # -- observe -------------------------------------------------------------------------
     def observe(self, *, cloud_view_age: float = 0.0) -> Snapshot:
@@ -210,18 +256,13 @@ class Reconciler:
         except BatchUnavailable as error:
             log.warning("torque unreadable error=%s", error)
             jobs, nodes = None, None
-        hints = []
-        for stored in self.store.hints():
-            try:
-                hints.append(hint_from_stored(stored))
-            except (nodespec.RequestError, KeyError) as error:
-                log.warning("hint dropped id=%s error=%s", stored.id, error)
-                self.store.delete_hints([stored.id])
         return Snapshot(jobs=jobs, nodes=nodes, instances=instances,
-                        records=self.store.records(), hints=tuple(hints),
+                        records=self.store.records(), hints=self._hints.read(),
                         intents=self.store.intents(pending_only=True),
                         pool_health=self.store.pool_health(), quotas=quotas,
-                        sleeping=self.store.is_sleeping())
+                        sleeping=self.store.is_sleeping(),
+                        hint_strikes=self.store.hint_strikes(
+                            self.clock.now() - self.policy.hints.penalty))
 
     # -- one pass ------------------------------------------------------------------------
     def run_once(self, *, dry_run: bool = False,
@@ -241,11 +282,13 @@ class Reconciler:
         if dry_run:
             return Report(now, proposed, ())
         outcomes = tuple(self._apply_all(proposed.actions, now, interrupted))
-        failed = [outcome for outcome in outcomes if not outcome.ok]
+        failed = [outcome for outcome in outcomes if not outcome.ok and not outcome.deferred]
         self.store.save_pass(PassReport(
             time=now, duration_seconds=time.monotonic() - started,
             ok=snapshot.nodes is not None and snapshot.instances is not None,
             summary={"actions": len(outcomes), "failed": len(failed),
+                     "deferred": sum(1 for outcome in outcomes if outcome.deferred),
+                     "pass_errors": self._pass_errors,
                      "torque": snapshot.nodes is not None,
                      "cloud": snapshot.instances is not None,
                      "queued": sum(1 for job in snapshot.jobs or () if job.state == "Q")}))
@@ -268,9 +311,13 @@ class Reconciler:
         """Apply in order; a failed step of a record skips that record's later steps. Never
         stops inside one record's steps, nor among the launches. With background workers, a
         slow step and the later steps of its record go to a worker; a record whose steps are
-        still in flight from an earlier pass is left alone."""
+        still in flight from an earlier pass is left alone. Once a step finds TORQUE
+        unavailable, here or in a worker, the pass's other TORQUE steps and the later steps
+        of their records are deferred; cloud and store steps still run."""
         broken: set[str] = set()
+        deferred: set[str] = set()
         handed_off: set[str] = set()
+        torque_down = threading.Event()       # shared with this pass's background steps
         previous: str | None = None
         for index, action in enumerate(actions):
             record_id = getattr(action, "record_id", None)
@@ -280,7 +327,8 @@ class Reconciler:
                 log.info("pass cut short: woken; %d actions left for the next pass",
                          len(actions) - index)
                 for rest in actions[index:]:
-                    yield Outcome(type(rest).__name__, True, "deferred: woken by news")
+                    yield Outcome(type(rest).__name__, True, "deferred: woken by news",
+                                  deferred=True)
                 return
             previous = record_id
             if record_id is not None and record_id in handed_off:
@@ -292,26 +340,41 @@ class Reconciler:
             if record_id is not None and record_id in broken:
                 yield Outcome(name, False, "skipped: an earlier step for this node failed")
                 continue
+            if record_id is not None and record_id in deferred:
+                yield Outcome(name, False, DEFERRED_TORQUE, deferred=True)
+                continue
             if self._workers is not None and record_id is not None \
-                    and isinstance(action, SLOW_STEPS):
+                    and isinstance(action, SLOW_STEPS) and not torque_down.is_set():
                 steps = [step for step in actions[index:]
                          if getattr(step, "record_id", None) == record_id]
                 with self._in_flight_lock:
                     self._in_flight.add(record_id)
                 handed_off.add(record_id)
-                self._workers.submit(self._apply_in_background, record_id, steps, now)
+                self._workers.submit(self._apply_in_background, record_id, steps, now,
+                                     torque_down)
                 yield Outcome(name, True, "in the background")
                 continue
-            outcome = self._apply_one(action, now)
-            if not outcome.ok and record_id is not None:
+            outcome = self._apply_one(action, now, torque_down)
+            if record_id is not None and outcome.deferred:
+                deferred.add(record_id)
+            elif record_id is not None and not outcome.ok:
                 broken.add(record_id)
             yield outcome
 
-    def _apply_one(self, action, now: datetime) -> Outcome:
+    def _apply_one(self, action, now: datetime,
+                   torque_down: threading.Event | None = None) -> Outcome:
+        """One step. With `torque_down` (the pass's flag), a TORQUE step is deferred once
+        the flag is set, and a step that finds TORQUE unavailable sets it."""
         name = type(action).__name__
+        if torque_down is not None and torque_down.is_set() \
+                and isinstance(action, TORQUE_STEPS):
+            return Outcome(name, False, DEFERRED_TORQUE, deferred=True)
         try:
             message = self.apply(action, now)
         except (BatchError, CloudError) as error:
+            if torque_down is not None and isinstance(error, BatchUnavailable):
+                torque_down.set()
+                log.warning("torque unavailable: its other steps wait for the next pass")
             log.warning("action failed action=%s error=%s", action, error)
             self.store.add_event(
                 now, "failure", f"{name}: {error}",
@@ -321,10 +384,11 @@ class Reconciler:
             return Outcome(name, False, str(error))
         return Outcome(name, True, message)
 
-    def _apply_in_background(self, record_id: str, steps: list, now: datetime) -> None:
+    def _apply_in_background(self, record_id: str, steps: list, now: datetime,
+                             torque_down: threading.Event | None = None) -> None:
         try:
             for step in steps:
-                if not self._apply_one(step, now).ok:
+                if not self._apply_one(step, now, torque_down).ok:
                     break
         except Exception:                     # noqa: BLE001 - a worker must not die silently
             log.exception("background steps failed record=%s", record_id)
@@ -410,6 +474,9 @@ class Reconciler:
                 return "delete sent"
             case ExpireHint():
                 self.store.delete_hints([action.hint_id])
+                if action.strike_user is not None:
+                    self.store.add_hint_strike(action.strike_user, action.strike_source, now,
+                                               forget_before=now - self.policy.hints.penalty)
                 return action.reason
             case CompleteIntent():
                 self.store.complete_intent(action.intent_id, action.status, action.message, now)
@@ -429,7 +496,7 @@ class Reconciler:
         record = NodeRecord(id=self.new_id(), hostname=action.hostname, pool=action.pool,
                             flavor=action.flavor, cores=action.cores,
                             state=NodeState.LAUNCHING, created=now, state_since=now,
-                            reason=action.reason)
+                            reason=action.reason, prewarm=action.prewarm)
         self.store.insert_record(record)   # before the call: a crash is found by record id
         spec = InstanceSpec(name=action.hostname, pool=action.pool, record_id=record.id,
                             flavor=action.flavor, image=pool.image, zone=pool.zone,
@@ -462,6 +529,8 @@ class Reconciler:
         changes = {}
         if action.state in (NodeState.IDLE, NodeState.BUSY):
             changes["drain"] = None
+        if action.state is NodeState.BUSY:
+            changes["prewarm"] = False           # a job came: an ordinary node from now on
         self._set_state(action.record_id, action.state, action.reason, now, **changes)
         if action.failure is not None:
             self._pool_failed(before.pool, action.failure, action.reason, now)
@@ -515,19 +584,29 @@ class Reconciler:
     def run_forever(self, stop: threading.Event, *, interval: float,
                     wakeup: Wakeup | None = None) -> None:
         """Pass after pass until `stop` is set; a wakeup (a hint arrived, or background
-        steps ended) cuts the wait."""
+        steps ended) cuts the wait. A pass that raises is recorded as failed and the next
+        one comes at the next interval; FATAL_ERRORS end the loop and reach the caller."""
         if wakeup is not None:
             self.on_background_done = wakeup.notify
         woken = False
         while not stop.is_set():
             pause = interval
+            started = time.monotonic()
             try:
                 # Woken by news (a hint, a step done): plan from the cloud as last read, with
                 # our creates since, for at most one interval; otherwise read it again.
                 report = self.run_once(interrupted=wakeup.pending if wakeup else None,
                                        cloud_view_age=interval if woken else 0.0)
+            except FATAL_ERRORS:
+                log.critical("pass failed: the reconciler stops, to be restarted",
+                             exc_info=True)
+                raise
             except DtError as error:
                 log.error("pass failed error=%s", error)
+                self._pass_failed(error, started)
+            except Exception as error:        # noqa: BLE001 - a bug fails one pass, not all
+                log.exception("pass failed with an unexpected error")
+                self._pass_failed(error, started)
             else:
                 if report.plan.revisit_after is not None:
                     pause = min(interval, report.plan.revisit_after.total_seconds())
@@ -537,15 +616,56 @@ class Reconciler:
                 stop.wait(pause)
         self.wait_for_background()
 
+    def _pass_failed(self, error: Exception, started: float) -> None:
+        """Count the pass and record it, failed with its error, for /status and /metrics
+        (the API reads them from the store). A store that refuses is logged, not raised."""
+        self._pass_errors += 1
+        # Escaped: an error may quote what a user wrote, and /status goes to terminals.
+        text = "".join(character if character.isprintable()
+                       else character.encode("unicode_escape").decode("ascii")
+                       for character in f"{type(error).__name__}: {error}")
+        try:
+            self.store.save_pass(PassReport(
+                time=self.clock.now(), duration_seconds=time.monotonic() - started, ok=False,
+                summary={"error": text[:_PASS_ERROR_CHARS], "pass_errors": self._pass_errors}))
+        except FATAL_ERRORS:
+            raise
+        except Exception:                     # noqa: BLE001 - the loop must go on
+            log.exception("failed pass not recorded")
+
 
 class Wakeup:
-    """The FIFO the API writes a byte to after storing a hint (dtserver.api.wakeup)."""
+    """The FIFO the API writes a byte to after storing a hint (dtserver.api.wakeup).
+
+    Anything else at the path is refused: a plain file is always "ready", so the loop
+    would spin on it, and a link could point anywhere. The FIFO is mode 0620: the API,
+    running as its own user in the service's group, may write to it, not read from it.
+    """
+
+    MODE = 0o620
 
     def __init__(self, path: Path) -> None:
-        if not path.exists():
-            os.mkfifo(path, 0o600)
-        # O_RDWR keeps a writer open ourselves, so select() never spins on EOF.
-        self._fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            os.mkfifo(path, self.MODE)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise DtError(f"cannot make the wakeup FIFO {path}: {error.strerror}") from error
+        try:
+            # O_RDWR keeps a writer open ourselves, so select() never spins on EOF.
+            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as error:
+            raise DtError(f"wakeup path {path} must be a FIFO: cannot open it "
+                          f"({error.strerror}); remove it and restart") from error
+        status = os.fstat(fd)
+        if not stat.S_ISFIFO(status.st_mode):
+            os.close(fd)
+            raise DtError(f"wakeup path {path} must be a FIFO and is not: remove it and "
+                          "restart (the reconciler makes the FIFO)")
+        if status.st_uid == os.geteuid() and stat.S_IMODE(status.st_mode) != self.MODE:
+            # The umask took the group's write bit, or an older version made it 0600.
+            os.fchmod(fd, self.MODE)
+        self._fd = fd
 
     def wait(self, timeout: float, stop: threading.Event) -> bool:
         """True when woken by a write; checks `stop` at least every half second."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from dtserver.model import (
-    ENTRY_READY, ENTRY_READY_KEY, Chunk, DemandHint, DrainKind, Flavor, Instance, Intent,
+    ENTRY_READY, ENTRY_READY_KEY, Chunk, DemandHint, DrainKind, Flavor, HintStrikes, Instance,
+    Intent,
     IntentKind, Job, JobState, Node, NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
 from dtserver.policy import Policy, Pool
 
@@ -74,9 +75,11 @@ def instance(instance_id: str = "i-1", *, name: str = "cloud-001", status: str =
 
 
 def hint(hint_id: int = 1, *, user: str = "tuser", queue: str | None = "batch",
-         received: datetime = T0, req: Request | None = None, count: int = 1) -> DemandHint:
+         received: datetime = T0, req: Request | None = None, count: int = 1,
+         source: str | None = "192.0.2.10") -> DemandHint:
     return DemandHint(id=hint_id, received=received, user=user, queue=queue,
-                      request=req if req is not None else request(), count=count)
+                      request=req if req is not None else request(), count=count,
+                      source=source)
 
 
 def intent(intent_id: int = 1, kind: IntentKind = IntentKind.KILL,
@@ -87,7 +90,8 @@ def intent(intent_id: int = 1, kind: IntentKind = IntentKind.KILL,
 def snapshot(*, jobs=(), nodes=(), instances=(), records=(), hints=(), intents=(),
              pool_health: dict[str, PoolHealth] | None = None,
              quotas: dict[str, Quota] | None = None, sleeping: bool = False,
-             with_slots: Policy | None | str = "default") -> Snapshot:
+             with_slots: Policy | None | str = "default",
+             hint_strikes: HintStrikes = HintStrikes()) -> Snapshot:
     """`with_slots`: add the empty slot entries of every pool of that policy (default: of
     `policy()`), as a running system has them; None adds none."""
     if with_slots == "default":
@@ -103,4 +107,5 @@ def snapshot(*, jobs=(), nodes=(), instances=(), records=(), hints=(), intents=(
                     nodes=tuple(node_list) if node_list is not None else None,
                     instances=tuple(instances) if instances is not None else None,
                     records=tuple(records), hints=tuple(hints), intents=tuple(intents),
-                    pool_health=pool_health or {}, quotas=quotas or {}, sleeping=sleeping)
+                    pool_health=pool_health or {}, quotas=quotas or {}, sleeping=sleeping,
+                    hint_strikes=hint_strikes)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, Response, jsonify, request
 
 from dtserver.api import control, hints, jobs, metrics, nodes, openapi, status
 from dtserver.api.auth import read_token_file
-from dtserver.api.context import ApiContext, attach_context
+from dtserver.api.context import ApiContext, api_context, attach_context
 from dtserver.api.errors import register_error_handlers
 from dtserver.api.serialize import ModelJSONProvider
 from dtserver.api.settings import ApiConfigError, ApiSettings
 from dtserver.clock import Clock, SystemClock
-from dtserver.store import Store
+from dtserver.store import Store, StoreError
 from dtserver.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
                clock: Clock | None = None) -> Flask:
     """Build the app; raises ApiConfigError when a token file is unusable."""
     settings = settings or ApiSettings()
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     admin_token = (read_token_file(settings.token_file, private=True)
                    if settings.token_file is not None else None)
     hint_token = (read_token_file(settings.hint_token_file, private=False)
@@ -46,7 +48,24 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
         hint_token=hint_token,
     ))
     register_error_handlers(app)
+    app.before_request(_healthz_needs_the_store)
     # Every endpoint is in one of these blueprints: app.url_map lists them all.
     for blueprint in (hints.bp, status.bp, nodes.bp, control.bp, jobs.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _healthz_needs_the_store() -> tuple[Response, int] | None:
+    """GET /healthz is red while the store is unusable, however recent the last pass: a
+    deleted database file keeps answering reads from SQLite's open handle, but writes
+    fail (503) and nothing the reconciler records reaches us any more."""
+    if request.endpoint != "status.healthz":
+        return None
+    context = api_context()
+    try:
+        context.store.check()
+    except StoreError as error:
+        log.error("healthz: store unavailable error=%s", error)
+        return jsonify({"status": "store_unavailable", "reason": str(error),
+                        "limit_seconds": context.settings.healthz_stale_seconds}), 503
+    return None

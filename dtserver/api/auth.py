@@ -23,13 +23,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dynamictorque"'}
+# The admin token guards every mutation and is tried over the network: 32 characters of
+# `openssl rand -hex 32` (64 hex digits) leave nothing to guess.
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 def read_token_file(path: Path, *, private: bool) -> str:
     """The token in `path`, surrounding whitespace removed.
 
-    A private (admin) file must have no group or other permission bits at all; a shared
-    (hint) file may be readable by users but must not be writable by them.
+    A private (admin) file must have no group or other permission bits at all and hold at
+    least MIN_ADMIN_TOKEN_LENGTH characters; a shared (hint) file may be readable by users
+    but must not be writable by them.
     """
     try:
         mode = path.stat().st_mode
@@ -44,6 +48,10 @@ def read_token_file(path: Path, *, private: bool) -> str:
             f"chmod {'600' if private else '644'} it")
     if not token:
         raise ApiConfigError(f"token file {path} is empty")
+    if private and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ApiConfigError(
+            f"token file {path} holds {len(token)} characters; the admin token needs at least "
+            f"{MIN_ADMIN_TOKEN_LENGTH}: generate one with `openssl rand -hex 32 > {path}`")
     return token
 
 

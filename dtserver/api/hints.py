@@ -23,7 +23,7 @@ from dtserver.api.errors import ApiError
 from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import Request
 from dtserver.planning.demand import eligible_pools
-from dtserver.store import PoolCatalogue
+from dtserver.store import HintLimitReached, PoolCatalogue
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,15 @@ def post_hint() -> tuple[Response, int]:
         log.info("hint unservable user=%s queue=%s reason=%s", payload["user"],
                  payload.get("queue"), verdict.reason)
         return jsonify({"id": None, "servable": False, "reason": verdict.reason}), 202
-    hint_id = context.store.add_hint(context.clock.now(), payload)
+    try:
+        hint_id = context.store.add_hint(context.clock.now(), payload,
+                                         source=request.remote_addr,
+                                         limits=context.settings.hint_limits)
+    except HintLimitReached as error:
+        log.info("hint refused user=%s remote=%s reason=%s", payload["user"],
+                 request.remote_addr, error)
+        raise ApiError(429, "too_many_hints", f"{error}; retry later",
+                       {"Retry-After": str(context.settings.hint_retry_seconds)}) from error
     wake_reconciler(context.settings.wakeup_path)
     log.debug("hint stored id=%d user=%s queue=%s servable=%s", hint_id, payload["user"],
               payload.get("queue"), verdict.servable)

@@ -21,7 +21,8 @@ the same numbers and no multiprocess directory is needed. Where the metric comes
   idle (the store has no state history; `sum_over_time(dynamictorque_idle_cores[1h])`
   times the scrape interval gives idle core-seconds over any window);
 - reconciler: duration, time and outcome of the last pass; the last success time only
-  while the last pass succeeded (the store keeps only the last pass).
+  while the last pass succeeded (the store keeps only the last pass); passes that raised,
+  counted by the reconciler since it started and carried in every pass report.
 """
 from __future__ import annotations
 
@@ -228,6 +229,11 @@ def pass_metrics(last_pass: PassReport | None) -> Iterator[Metric]:
         yield GaugeMetricFamily(f"{PREFIX}_reconciler_last_success_timestamp_seconds",
                                 "When the last successful pass ran (absent while the last "
                                 "pass failed)", value=_timestamp(last_pass.time))
+    # Every pass report carries the reconciler's count since it started: a restart resets it.
+    yield CounterMetricFamily(f"{PREFIX}_reconciler_pass_errors",
+                              "Passes that raised an error (see /status), since the "
+                              "reconciler started",
+                              value=float(last_pass.summary.get("pass_errors", 0)))
 
 
 def pool_metrics(health: Mapping[str, PoolHealth], now: datetime) -> Iterator[Metric]:

@@ -48,6 +48,8 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found",
     413: "Body larger than the configured limit (max_body_bytes, 64 KiB by default)",
     415: "Body is not application/json",
+    429: "Too many hints waiting for this user or in all (max_hints_per_user, max_hints and "
+         "their byte limits); retry after Retry-After seconds",
     503: "The state database is unavailable; retry",
 }
 
@@ -106,7 +108,7 @@ OPERATIONS: dict[str, OperationDoc] = {
         "Announce a job before qsub has a job id (the submit filter); the answer says "
         "whether any pool could ever run it", 202,
         {JSON: _ref("HintAccepted")},
-        errors=(400, 401, 413, 415, 503), access=HINT, body=_ref("Hint"),
+        errors=(400, 401, 413, 415, 429, 503), access=HINT, body=_ref("Hint"),
         ok_examples=hints.ANSWER_EXAMPLES),
     "status.status": OperationDoc(
         "Service summary: text for curl, JSON, or the HTML status page", 200,
@@ -117,10 +119,12 @@ OPERATIONS: dict[str, OperationDoc] = {
                                "ignored by the text and JSON forms",
                 "schema": {"type": "string", "default": "10"}},)),
     "status.healthz": OperationDoc(
-        "Health: 200 while the last reconciler pass is recent, else 503", 200,
+        "Health: 200 while the last reconciler pass is recent and the store answers, else 503",
+        200,
         {JSON: _ref("Health")}, errors=(),
-        other={503: {"description": "No reconciler pass recorded, or the last one is older "
-                                    "than healthz_stale_seconds",
+        other={503: {"description": "No reconciler pass recorded, the last one is older "
+                                    "than healthz_stale_seconds, or the state database is "
+                                    "gone (deleted or replaced under the API)",
                      "content": {JSON: {"schema": _ref("Health")}}}}),
     "nodes.list_nodes": OperationDoc(
         "Node records the scaler owns", 200,
@@ -244,7 +248,8 @@ def component_schemas() -> dict[str, Any]:
         "examples": [example["value"] for example in hints.ANSWER_EXAMPLES.values()]}
     schemas["IntentAccepted"] = _object({"intent": _ref("Intent")})
     schemas["Health"] = _object(
-        {"status": {"enum": ["ok", "stale"]}, "limit_seconds": {"type": "number"}},
+        {"status": {"enum": ["ok", "stale", "store_unavailable"]},
+         "limit_seconds": {"type": "number"}},
         {"reason": {"type": "string"}, "age_seconds": {"type": "number"},
          "last_pass_ok": {"type": "boolean"}})
     schemas["Status"] = _object(
@@ -284,6 +289,10 @@ def _error_response(status: int) -> dict[str, Any]:
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {
             "description": 'Bearer realm="dynamictorque"', "schema": {"type": "string"}}}
+    if status == 429:
+        response["headers"] = {"Retry-After": {
+            "description": "Seconds until waiting hints have left (one hint TTL)",
+            "schema": {"type": "string"}}}
     return response
 
 

@@ -106,9 +106,11 @@ def render_status_text(summary: Mapping[str, Any]) -> str:
     if last_pass is None:
         lines.append("last pass: none recorded")
     else:
+        error = last_pass["summary"].get("error")
         lines.append(f"last pass: {last_pass['age_seconds']:.0f} s ago, "
                      f"{'ok' if last_pass['ok'] else 'FAILED'}, "
-                     f"took {last_pass['duration_seconds']:.2f} s")
+                     f"took {last_pass['duration_seconds']:.2f} s"
+                     + (f": {error}" if error else ""))
     lines.append(f"nodes: {_counts(summary['nodes'])}")
     lines.append("pools:" if summary["pools"] else "pools: none yet")
     for name, pool in summary["pools"].items():

@@ -95,6 +95,11 @@ class HostsFile:
         return lines[:begins[0]], entries, lines[ends[0] + 1:]
 
     def _write(self, before: list[str], entries: dict[str, str], after: list[str]) -> None:
+        # Second line of defence behind set()'s checks: one entry, one line, always.
+        for name, address in entries.items():
+            if not _one_field(name) or not _one_field(address):
+                raise HostsFileError(f"refusing to write hosts entry {address!r} {name!r}: "
+                                     "whitespace or control characters")
         if before and not before[-1].endswith("\n"):
             before = [*before[:-1], before[-1] + "\n"]
         block = [BEGIN_MARKER, *(f"{address}\t{name}" for name, address in entries.items()),
@@ -127,7 +132,15 @@ def _fields(line: str) -> list[str]:
     return line.split("#", 1)[0].split()
 
 
+def _one_field(text: str) -> bool:
+    return bool(text) and text.isprintable() and not any(char.isspace() for char in text)
+
+
 def _validate_address(address: str) -> str:
+    """A plain IPv4 or IPv6 address. ipaddress takes anything after '%' as an IPv6 scope
+    id, newlines included, and a hosts file has no use for scope ids: refused."""
+    if not isinstance(address, str) or "%" in address or not _one_field(address):
+        raise HostsFileError(f"invalid address {address!r}")
     try:
         return str(ipaddress.ip_address(address))
     except ValueError as err:

@@ -93,6 +93,10 @@ _SERVER_ADDRESS = "127.0.0.1"
 _SUBSTATES = {"Q": 10, "H": 20, "R": 42, "C": 59}
 _PATH_VARIABLE = ("PBS_O_PATH=/usr/local/bin:/usr/local/sbin:/usr/local/sbin:/usr/local/bin:"
                   "/usr/sbin:/usr/bin:/sbin:/bin")
+# TORQUE's XML writer escapes quotes too; a list attribute such as Variable_List also puts a
+# backslash before these characters of its values (encode_arst; 51_).
+_QUOTES_ESCAPED = {'"': "&quot;", "'": "&apos;"}
+_ARST_SPECIAL = re.compile(r"""["',\\]""")
 _EXIT_DELETED = 271          # qdel of a running job (30_)
 _EXIT_WALLTIME = -11         # assumed: TORQUE's JOB_EXEC_OVERLIMIT for walltime
 _WRAP_COLUMN = 80            # qmgr list wraps `status` at this column (05b_)
@@ -444,7 +448,10 @@ class TorqueEmulator:
             self._run_until(self._state.now)
             status, stdout, stderr = result
             logger.debug("emulated command argv=%s status=%d", argv, status)
-            return CommandResult(argv=argv, status=status, stdout=stdout.encode(),
+            # surrogateescape: a byte that is not UTF-8 in an argument (sys.argv holds it
+            # as a surrogate) comes back raw, as real TORQUE prints it (51_).
+            return CommandResult(argv=argv, status=status,
+                                 stdout=stdout.encode("utf-8", "surrogateescape"),
                                  stderr=stderr)
 
     # --- simulation API -----------------------------------------------------------------
@@ -1094,7 +1101,8 @@ class TorqueEmulator:
             if option == "-l":
                 limits.append(value)
             elif option == "-v":
-                variables.extend(item for item in value.split(",") if item)
+                # The server splits the list at a newline too: `X=a\nb` shows `X=a,b` (51_).
+                variables.extend(item for item in re.split("[,\n]", value) if item)
             else:
                 values[option] = value
         name = values.get("-N", default_name)
@@ -1264,7 +1272,8 @@ class TorqueEmulator:
         if job.session_id is not None and job.exec_slots:
             fields.append(("session_id", str(job.session_id)))
         fields += [("substate", str(_SUBSTATES[state])),
-                   ("Variable_List", ",".join(job.variables)),
+                   ("Variable_List", ",".join(_ARST_SPECIAL.sub(r"\\\g<0>", variable)
+                                              for variable in job.variables)),
                    ("euser", job.owner), ("egroup", job.owner)]
         if job.start_count:
             fields.append(("hashname", job.id))
@@ -1997,7 +2006,8 @@ def _element(tag: str, value: str | list[tuple[str, str]]) -> str:
     if isinstance(value, list):
         inner = "".join(_element(child, text) for child, text in value)
     else:
-        inner = escape(value)
+        # Every other byte goes out raw, control bytes included (51_).
+        inner = escape(value, _QUOTES_ESCAPED)
     return f"<{tag}>{inner}</{tag}>"
 
 

@@ -1,12 +1,16 @@
 """Pure parsers of TORQUE 6.1 output (`qstat -x`, `pbsnodes -x`, client stderr) into model values.
 
 No I/O here: callers hand in bytes or a binary stream. Formats are those of the captures in
-tests/data/torque/ (taken from a real 6.1.3 server). Anything that does not look like them
+tests/data/torque/ (taken from a real 6.1.3 server). A document that does not look like them
 raises ParseError, which is a BatchUnavailable: garbage output means the state is unknown,
-never "no jobs" or "no nodes".
+never "no jobs" or "no nodes". One job's bad entry spoils only that job
+(51_qsub_control_bytes.txt): TORQUE prints users' bytes raw, so they are made well-formed
+before parsing, and a job whose own fields cannot be read is kept as JobState.UNKNOWN.
 """
 from __future__ import annotations
 
+import codecs
+import logging
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
@@ -16,14 +20,60 @@ from dtserver import nodespec
 from dtserver.batch import BatchUnavailable
 from dtserver.model import Job, JobState, Node, Request
 
+log = logging.getLogger(__name__)
+
 _NCPUS = re.compile(r"(?:^|,)ncpus=(\d+)(?:,|$)")
-_JOB_STATES = {state.value: state for state in JobState}
+_JOB_STATES = {state.value: state for state in JobState if state is not JobState.UNKNOWN}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Bounds a core range such as `0-3`, so odd output cannot make us build a huge set.
 _MAX_CORES_PER_NODE = 65_536
 
 
 class ParseError(BatchUnavailable):
     """TORQUE printed something we cannot read: treat the whole read as failed."""
+
+
+# --- characters XML 1.0 forbids ------------------------------------------------------------
+# TORQUE's XML writer escapes only < > & " ' and prints every other byte of a value as it
+# is: a user's `qsub -v X=$'\x01'` (or an exported variable with -V, or a non-UTF-8 byte)
+# makes the whole document ill-formed. Such characters become U+FFFD, so only the fields
+# that held them change and every other job reads exactly as TORQUE meant it.
+
+_REPLACEMENT = "\ufffd"
+_CONTROL_BYTES = bytes(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
+_CONTROL_BYTE = re.compile(b"[" + re.escape(_CONTROL_BYTES) + b"]")
+_NOT_XML_CHAR = re.compile("[" + re.escape(_CONTROL_BYTES.decode()) + "\ufffe\uffff]")
+
+
+class _WellFormedReader:
+    """A binary stream that yields `raw` with what XML 1.0 forbids replaced by U+FFFD:
+    C0 controls but tab, LF and CR; U+FFFE and U+FFFF; bytes that are not UTF-8.
+
+    ASCII chunks without controls, nearly every chunk TORQUE prints, pass as they are;
+    the others are decoded, so a character split between two reads stays whole."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            chunk = self._raw.read(size)
+            # The decoder holds back the start of a character cut at the end of a chunk.
+            if chunk.isascii() and not self._decoder.getstate()[0]:
+                if len(chunk.translate(None, _CONTROL_BYTES)) != len(chunk):
+                    chunk = _CONTROL_BYTE.sub(_REPLACEMENT.encode(), chunk)
+                return chunk
+            text = self._decoder.decode(chunk, final=not chunk)
+            data = _NOT_XML_CHAR.sub(_REPLACEMENT, text).encode()
+            if data or not chunk:
+                return data
+
+
+def well_formed(data: bytes) -> bytes:
+    """`data` with what XML 1.0 forbids replaced by U+FFFD (see _WellFormedReader)."""
+    text = data.decode("utf-8", errors="replace")
+    return _NOT_XML_CHAR.sub(_REPLACEMENT, text).encode()
 
 
 # --- qstat -x ---------------------------------------------------------------------------
@@ -33,13 +83,15 @@ def iter_qstat_jobs(stream: BinaryIO, *, queues: frozenset[str] = frozenset()) -
 
     Finished <Job> elements are taken out of the tree as soon as they are read, so memory
     stays bounded by one parser chunk whatever the queue length. `queues` (when non-empty)
-    keeps only those queues. Raises ParseError on malformed or truncated XML (after the
-    complete jobs before the damage); `<Data></Data>` yields nothing.
+    keeps only those queues. Characters XML forbids read as U+FFFD; a job whose own
+    fields cannot be read comes out as JobState.UNKNOWN, with a warning naming it. Raises
+    ParseError on malformed or truncated XML (after the complete jobs before the damage);
+    `<Data></Data>` yields nothing.
     """
     try:
         # Only "start" events: half the events of start+end, and the per-event Python
         # loop is what costs on 100k jobs. A <Job> has ended once the next one starts.
-        events = iter(ET.iterparse(stream, events=("start",)))
+        events = iter(ET.iterparse(_WellFormedReader(stream), events=("start",)))
         first = next(events, None)
         if first is None or first[1].tag != "Data":
             raise ParseError("qstat: output is not a <Data> document")
@@ -58,9 +110,35 @@ def _take_finished(root: ET.Element, finished: list[ET.Element],
     for element in finished:
         if element.tag != "Job":
             raise ParseError(f"qstat: unexpected <{element.tag}> in <Data>")
-        job = _job_from_element(element, queues)
+        try:
+            job = _job_from_element(element, queues)
+        except ParseError as error:
+            job = _unreadable_job(element, queues, error)
         if job is not None:
             yield job
+
+
+def _unreadable_job(element: ET.Element, queues: frozenset[str],
+                    error: ParseError) -> Job | None:
+    """What can be read of a job whose entry is broken. Dropping it could hide a running
+    job from the node it runs on; failing the whole read would let one job blind us."""
+    text = element.findtext
+    queue = text("queue") or ""
+    if queues and queue and queue not in queues:
+        return None
+    job_id = text("Job_Id") or "(a job without Job_Id)"
+    log.warning("qstat: job %s cannot be read, taken as unknown: %s", job_id, error)
+    exec_host = text("exec_host")
+    return Job(
+        id=job_id,
+        owner=(text("Job_Owner") or "").split("@", 1)[0],
+        queue=queue,
+        state=JobState.UNKNOWN,
+        created=_EPOCH,
+        request=None,
+        exec_hosts=parse_exec_host(exec_host) if exec_host else (),
+        request_error=f"the job's qstat entry cannot be read: {error}",
+    )
 
 
 def _job_from_element(element: ET.Element, queues: frozenset[str]) -> Job | None:
@@ -139,7 +217,7 @@ def parse_pbsnodes_xml(data: bytes) -> tuple[Node, ...]:
     if not data.strip():
         raise ParseError("pbsnodes: empty output")
     try:
-        root = ET.fromstring(data)
+        root = ET.fromstring(well_formed(data))
     except ET.ParseError as err:
         raise ParseError(f"pbsnodes: malformed XML: {err}") from err
     if root.tag != "Data":

@@ -8,7 +8,7 @@ ERROR servers keep a `fault`. Time comes from a Clock and nothing happens betwee
 except what `tick()` (or any call) catches up on, so thousands of boots stay cheap.
 
 Fault injection: `fail_next`, `error_on_boot`, `never_active`, `set_quota`,
-`add_foreign_server`; every call is logged in `calls`.
+`add_foreign_server`, `set_addresses`; every call is logged in `calls`.
 """
 from __future__ import annotations
 
@@ -119,6 +119,7 @@ class _Server:
     launched_at: datetime | None = None
     fault: dict[str, Any] | None = None
     deleting: bool = False
+    reported_addresses: Any = None           # set_addresses: shown verbatim instead
 
 
 @dataclass
@@ -248,6 +249,12 @@ class FakeNova:
                 user_data=None, network=next(iter(self._networks), None), outcome="active")
             self._activate(server)
             return server.id
+
+    def set_addresses(self, server_id: str, addresses: Any) -> None:
+        """From now on the server's `addresses` field is `addresses`, verbatim, whatever
+        its shape: what a broken or compromised Nova or Neutron could report."""
+        with self._lock:
+            self._server(server_id).reported_addresses = addresses
 
     def user_data(self, server_id: str) -> str | None:
         """The user data a server was booted with, decoded (an admin-only field in Nova)."""
@@ -418,6 +425,19 @@ class FakeNova:
         for callback in list(self.on_metadata):
             callback(view)
         return FakeResource({"metadata": {key: value}})
+
+    def _delete_meta(self, server_id: str, keys: Iterable[str]) -> None:
+        with self._lock:
+            keys = list(keys)
+            failure = self._enter("servers.delete_meta", server=server_id, keys=keys)
+            server = self._server(server_id)
+            missing = [key for key in keys if key not in server.metadata]
+            if missing:
+                raise nova_exc.NotFound(404, "Metadata item was not found")
+            server.metadata = {key: value for key, value in server.metadata.items()
+                               if key not in keys}
+            if failure is not None:
+                raise failure.error
 
     def _flavor_list(self) -> list[FakeResource]:
         with self._lock:
@@ -610,7 +630,8 @@ class FakeNova:
             "flavor": _server_flavor(server.flavor, self.api_version),
             "created": server.created.strftime(_TIME_FORMAT),
             "updated": server.updated.strftime(_TIME_FORMAT),
-            "addresses": {network_name: [
+            "addresses": server.reported_addresses
+            if server.reported_addresses is not None else {network_name: [
                 {"version": 4, "addr": address, "OS-EXT-IPS:type": "fixed",
                  "OS-EXT-IPS-MAC:mac_addr": _mac(slot)}
                 for address, slot in zip(server.addresses, server.address_slots)]}
@@ -670,6 +691,9 @@ class FakeServerManager:
 
     def set_meta_item(self, server: Any, key: str, value: str) -> FakeResource:
         return self._nova._set_meta_item(_getid(server), key, value)
+
+    def delete_meta(self, server: Any, keys: Iterable[str]) -> None:
+        self._nova._delete_meta(_getid(server), keys)
 
 
 class FakeFlavorManager:

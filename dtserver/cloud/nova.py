@@ -1,14 +1,22 @@
 """NovaCloud: the Cloud port over a python-novaclient v2 client (real, or FakeNova).
 
-Ownership: every instance we boot carries metadata naming the cluster, pool and node
-record, and two tags. The server list ignores metadata filters (nova-harness/README.md),
-so instances are listed by tag and ownership is then decided from the metadata in code;
-tags only narrow the list. Every failure leaves as a CloudError made by `classify`.
+Ownership: every instance we boot carries metadata naming the cluster, the installation
+(a random id made with our database), pool and node record, and two tags. The server list
+ignores metadata filters (nova-harness/README.md), so instances are listed by tag and
+ownership is then decided from the metadata in code, in `_is_ours` alone; tags only narrow
+the list. A cluster_id is only a name, and two installations in one project may share it:
+the installation id is what makes an instance ours. Every failure leaves as a CloudError
+made by `classify`.
+
+Nova's answers are input, not truth: addresses are used only as plain IPv4/IPv6 addresses
+(they end up in the hosts file and TORQUE).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -17,13 +25,14 @@ from novaclient import api_versions
 from novaclient import exceptions as nova_exc
 
 from dtserver.clock import Clock, SystemClock
-from dtserver.cloud import CloudError
+from dtserver.cloud import CloudError, ForeignInstance
 from dtserver.model import (
     ENTRY_READY, ENTRY_READY_KEY, ErrorKind, Flavor, Instance, InstanceSpec, Quota)
 
 logger = logging.getLogger(__name__)
 
 CLUSTER_KEY = "dynamictorque:cluster"
+INSTALLATION_KEY = "dynamictorque:installation"
 POOL_KEY = "dynamictorque:pool"
 RECORD_KEY = "dynamictorque:record"
 PRODUCT_TAG = "dynamictorque"
@@ -36,6 +45,11 @@ _NICS_REQUIRED = api_versions.APIVersion("2.37")
 _MAX_TAG_LENGTH = 60
 # Tags refuse "," and "/"; a plain charset also keeps the id safe in names and logs.
 _CLUSTER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Nova metadata values hold 255 characters; the store makes 32 hex digits.
+_INSTALLATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+# Before ipaddress sees it: it takes anything after '%' as an IPv6 scope id, spaces and
+# newlines included, and that would split a hosts-file line.
+_ADDRESS_TEXT = re.compile(r"[0-9A-Fa-f.:]{2,45}")
 _MESSAGE_LIMIT = 200
 # nova.exception.NoValidHost and its subclass MaxRetriesExceeded
 _CAPACITY_FAULTS = ("no valid host", "exceeded maximum number of retries")
@@ -136,13 +150,22 @@ class NovaCloud:
     crash between the two calls leaves an untagged instance: prefer 2.52 or later.
     """
 
-    def __init__(self, client: Any, *, cluster_id: str, network: str | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, client: Any, *, cluster_id: str, installation: str,
+                 knows_record: Callable[[str], bool] | None = None,
+                 on_foreign: Callable[[ForeignInstance], None] | None = None,
+                 network: str | None = None, clock: Clock | None = None) -> None:
+        """`installation`: the store's installation id. `knows_record(record_id)`: whether
+        one of our records (deleted ones too) has that id; it vouches for instances made
+        before installation ids, which are foreign without it. `on_foreign` hears of each
+        foreign instance once (bootstrap writes a store event)."""
         if not _CLUSTER_ID.fullmatch(cluster_id) \
                 or len(cluster_tag(cluster_id)) > _MAX_TAG_LENGTH:
             raise ValueError(
                 f"cluster id {cluster_id!r} must be letters, digits, '.', '_' or '-' and at most "
                 f"{_MAX_TAG_LENGTH - len(CLUSTER_TAG_PREFIX)} characters (Nova tags hold 60)")
+        if not isinstance(installation, str) or not _INSTALLATION_ID.fullmatch(installation):
+            raise ValueError(f"installation id {installation!r} must be 1 to 255 letters, "
+                             "digits, '.', '_' or '-'")
         version = client.api_version
         if version.is_null() or version < MIN_MICROVERSION:
             raise ValueError(f"NovaCloud needs compute microversion "
@@ -151,6 +174,10 @@ class NovaCloud:
         self._client = client
         self._version = version
         self._cluster_id = cluster_id
+        self._installation = installation
+        self._knows_record = knows_record or (lambda record_id: False)
+        self._on_foreign = on_foreign or (lambda foreign: None)
+        self._warned: set[tuple[str, str]] = set()    # (instance id, what): warn once
         self._tags = (PRODUCT_TAG, cluster_tag(cluster_id))
         self._network = network or "auto"
         try:
@@ -164,6 +191,10 @@ class NovaCloud:
     def cluster_id(self) -> str:
         return self._cluster_id
 
+    @property
+    def installation(self) -> str:
+        return self._installation
+
     def flavors(self) -> tuple[Flavor, ...]:
         found = self._call("flavors.list", self._client.flavors.list)
         flavors = tuple(Flavor(name=item.name, cores=int(item.vcpus), mem_mb=int(item.ram),
@@ -173,7 +204,8 @@ class NovaCloud:
 
     def create_instance(self, spec: InstanceSpec) -> Instance:
         flavor = self._flavor(spec.flavor)
-        metadata = {CLUSTER_KEY: self._cluster_id, POOL_KEY: spec.pool, RECORD_KEY: spec.record_id}
+        metadata = {CLUSTER_KEY: self._cluster_id, INSTALLATION_KEY: self._installation,
+                    POOL_KEY: spec.pool, RECORD_KEY: spec.record_id}
         tags_at_create = self._version >= _TAGS_AT_CREATE
         logger.info("instance create requested name=%s pool=%s record=%s flavor=%s zone=%s",
                     spec.name, spec.pool, spec.record_id, flavor.name, spec.zone)
@@ -199,11 +231,17 @@ class NovaCloud:
                              search_opts={"tags": ",".join(self._tags)}, limit=-1)
         owned = []
         for server in servers:
-            if not self._is_owned(getattr(server, "metadata", None)):
-                logger.debug("foreign instance skipped id=%s name=%s", server.id,
+            metadata = _metadata(server)
+            if self._is_ours(metadata):
+                owned.append(self._instance(server))
+            elif metadata.get(CLUSTER_KEY) == self._cluster_id:
+                self._foreign(server, metadata)
+            else:
+                logger.debug("instance of another cluster skipped id=%s name=%r", server.id,
                              getattr(server, "name", ""))
-                continue
-            owned.append(self._instance(server))
+        # Forget the warnings about instances gone: the set stays as small as the list.
+        listed = {str(server.id) for server in servers}
+        self._warned = {key for key in self._warned if key[0] in listed}
         return tuple(owned)
 
     def delete_instance(self, instance_id: str) -> None:
@@ -215,9 +253,10 @@ class NovaCloud:
             return
         except _CLOUD_EXCEPTIONS as exc:
             raise self._failed("servers.get", exc) from exc
-        if not self._is_owned(getattr(server, "metadata", None)):
+        if not self._owns(server):
             raise CloudError(ErrorKind.OTHER, f"refusing to delete instance {instance_id}: "
-                                              f"not owned by cluster {self._cluster_id}")
+                                              f"not owned by cluster {self._cluster_id} "
+                                              f"installation {self._installation}")
         logger.info("instance delete requested id=%s name=%s", instance_id,
                     getattr(server, "name", ""))
         try:
@@ -296,11 +335,58 @@ class NovaCloud:
                              classify(exc))
             raise
 
-    def _is_owned(self, metadata: Mapping[str, str] | None) -> bool:
-        return bool(metadata) and metadata.get(CLUSTER_KEY) == self._cluster_id
+    def _owns(self, server: Any) -> bool:
+        return self._is_ours(_metadata(server))
+
+    def _is_ours(self, metadata: Mapping[str, str]) -> bool:
+        """The one ownership rule: our cluster id and our installation id. An instance
+        with no installation id predates them: ours only if one of our records names it."""
+        if metadata.get(CLUSTER_KEY) != self._cluster_id:
+            return False
+        if INSTALLATION_KEY in metadata:
+            return metadata[INSTALLATION_KEY] == self._installation
+        record_id = metadata.get(RECORD_KEY)
+        return bool(record_id) and self._knows_record(record_id)
+
+    def _foreign(self, server: Any, metadata: Mapping[str, str]) -> None:
+        if not self._warn_once(server.id, "foreign"):
+            return
+        installation = metadata.get(INSTALLATION_KEY)
+        logger.warning(
+            "instance not ours left alone id=%s name=%r cluster=%s installation=%r ours=%s: "
+            "%s", server.id, getattr(server, "name", ""), self._cluster_id, installation,
+            self._installation,
+            "another installation uses this cluster_id in this project; give each its own"
+            if installation is not None else
+            "made before installation ids and named by none of our records")
+        self._on_foreign(ForeignInstance(id=_printable(server.id),
+                                         name=_printable(getattr(server, "name", "")),
+                                         installation=None if installation is None
+                                         else _printable(installation)))
+
+    def _warn_once(self, instance_id: str, what: str) -> bool:
+        key = (str(instance_id), what)
+        if key in self._warned:
+            return False
+        self._warned.add(key)
+        return True
+
+    def _addresses_of(self, server: Any) -> tuple[str, ...]:
+        """Plain addresses only; an instance with none usable has no address yet."""
+        found: list[str] = []
+        for value in _address_values(getattr(server, "addresses", None)):
+            address = _plain_address(value)
+            if address is None:
+                shown = repr(value)[:100]
+                if self._warn_once(server.id, f"address {shown}"):
+                    logger.warning("instance address refused id=%s address=%s: not a plain "
+                                   "IPv4 or IPv6 address", server.id, shown)
+            elif address not in found:
+                found.append(address)
+        return tuple(found)
 
     def _instance(self, server: Any) -> Instance:
-        metadata = dict(getattr(server, "metadata", None) or {})
+        metadata = _metadata(server)
         fault = getattr(server, "fault", None)
         return Instance(
             id=server.id,
@@ -308,7 +394,7 @@ class NovaCloud:
             status=server.status,
             created=_parse_time(server.created),
             flavor_id=self._flavor_id_of(server),
-            addresses=_addresses(getattr(server, "addresses", None) or {}),
+            addresses=self._addresses_of(server),
             metadata=metadata,
             tags=frozenset(getattr(server, "tags", None) or ()),
             zone=getattr(server, "OS-EXT-AZ:availability_zone", None) or None,
@@ -333,11 +419,49 @@ def _parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-def _addresses(addresses: Mapping[str, list[Mapping[str, Any]]]) -> tuple[str, ...]:
-    found: list[str] = []
+def _printable(value: Any, limit: int = 255) -> str:
+    """Nova text for our events and messages: one line, bounded."""
+    return "".join(char if char.isprintable() else "?" for char in str(value)[:limit])
+
+
+def _metadata(server: Any) -> dict[str, str]:
+    metadata = getattr(server, "metadata", None)
+    if not isinstance(metadata, Mapping):
+        return {}
+    return {key: value for key, value in metadata.items()
+            if isinstance(key, str) and isinstance(value, str)}
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    """A part of `addresses` not shaped as Nova's; never an address, only warned about."""
+
+    value: Any
+
+
+def _address_values(addresses: Any) -> list[Any]:
+    """Every `addr` of `{network: [{"addr": ...}, ...]}`, and each part of another shape
+    as _Malformed."""
+    if not addresses:
+        return []
+    if not isinstance(addresses, Mapping):
+        return [_Malformed(addresses)]
+    values: list[Any] = []
     for network in addresses.values():
+        if not isinstance(network, list):
+            values.append(_Malformed(network))
+            continue
         for entry in network:
-            address = entry.get("addr")
-            if address and address not in found:
-                found.append(address)
-    return tuple(found)
+            values.append(entry.get("addr") if isinstance(entry, Mapping) else _Malformed(entry))
+    return values
+
+
+def _plain_address(value: Any) -> str | None:
+    """`value` in canonical form if it is a plain IPv4 or IPv6 address: no scope id, no
+    whitespace, no control characters. None otherwise."""
+    if not isinstance(value, str) or not _ADDRESS_TEXT.fullmatch(value):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None

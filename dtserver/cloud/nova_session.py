@@ -32,6 +32,7 @@ from openstack import warnings as sdk_warnings
 from dtserver.cloud import CloudError
 from dtserver.cloud.nova import classify
 from dtserver.model import ErrorKind
+from dtserver.redact import mask_text
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _plaintext_region(auth: Mapping[str, str],
     # Never the password: only which keys were used and where they point.
     logger.warning("cloud credentials source=plaintext auth_url=%s username=%s project=%s: "
                    "prefer cloud_name (a clouds.yaml entry) or OS_* environment variables",
-                   auth["auth_url"], auth["username"], auth["project_name"])
+                   mask_text(auth["auth_url"]), auth["username"], auth["project_name"])
     credentials = {key: auth[key] for key in PLAINTEXT_KEYS}
     credentials.setdefault("user_domain_name", auth.get("user_domain_name") or _DEFAULT_DOMAIN)
     credentials.setdefault("project_domain_name",

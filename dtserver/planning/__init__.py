@@ -40,7 +40,8 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> Plan:
                     + removals + hint_actions)
     return Plan(
         actions=actions, verdicts=verdicts,
-        notes=tuple(intent_notes + repair_notes + floor_notes + removal_notes + stall_notes),
+        notes=tuple(intent_notes + repair_notes + floor_notes + demand.notes + removal_notes
+                    + stall_notes),
         revisit_after=_revisit_after(snapshot, policy, actions, now))
 
 
@@ -88,7 +89,8 @@ def _revisit_after(snapshot: Snapshot, policy: Policy, actions: tuple,
     are due or a drained node waits to be released, and when the first idle timer ends."""
     if _settling(snapshot, actions, now):
         return SETTLE_POLL
-    timers = [record.state_since + policy.idle_timeout - now for record in snapshot.records
+    timers = [record.state_since + policy.idle_timeout_of(record) - now
+              for record in snapshot.records
               if record.state is NodeState.IDLE]
     pending = [left for left in timers if left > timedelta(0)]
     return min(pending) if pending else None

@@ -21,13 +21,14 @@ from dtserver.policy import Policy, Pool
 # A job's ctime has whole seconds and the submit host's clock may lag ours.
 HINT_MATCH_SKEW = timedelta(seconds=5)
 LOOKAHEAD_SLICES = 32
+HINT_KEY = "hint:"
 
 Shape = tuple[int, int, int]   # cores, mem_mb, gpus
 
 
 @dataclass
 class Demand:
-    key: str                       # job id, or "hint:<id>#<n>"
+    key: str                       # job id, or HINT_KEY + "<id>#<n>"
     created: datetime
     pools: list[Pool]
     slices: tuple[Shape, ...]      # sorted largest first
@@ -73,6 +74,7 @@ class DemandResult:
     verdicts: list[JobVerdict]
     expired_hints: list[ExpireHint]
     used_hostnames: set[str]       # existing nodes that demand was packed onto
+    notes: list[str] = field(default_factory=list)
 
 
 def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy,
@@ -100,7 +102,8 @@ def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy
         if remaining == 0:
             expired.append(ExpireHint(hint.id, f"matched job {', '.join(matched)}"))
         elif now - hint.received > policy.hint_ttl:
-            expired.append(ExpireHint(hint.id, "expired before its job was seen"))
+            expired.append(ExpireHint(hint.id, "expired before its job was seen",
+                                      strike_user=hint.user, strike_source=hint.source))
         else:
             live.append((hint, remaining))
     return live, expired
@@ -254,6 +257,9 @@ def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
         return None, JobVerdict(job.id, "not-eligible", f"held (Hold_Types={job.hold_types})")
     if job.state is JobState.WAITING:
         return None, JobVerdict(job.id, "not-eligible", "waiting for its start time")
+    if job.state is JobState.UNKNOWN:
+        return None, JobVerdict(job.id, "not-eligible", "its qstat -x entry could not be read "
+                                                        "(the reconciler log names the field)")
     if job.state is not JobState.QUEUED:
         return None, None
     if job.request is None:
@@ -270,15 +276,74 @@ def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
     return Demand(job.id, job.created, pools, slices, distinct, cores, job_id=job.id), None
 
 
-def _hint_demands(hint: DemandHint, count: int, eligibility: _Eligibility) -> list[Demand]:
+def _hint_demands(hint: DemandHint, count: int, policy: Policy,
+                  eligibility: _Eligibility) -> list[Demand]:
     pools, _ = eligibility.pools_for(hint.queue, hint.account, hint.request)
     if not pools or any(chunk.hostname for chunk in hint.request.chunks):
         return []
+    count = min(count, policy.hints.max_array)
     if hint.request.array and hint.request.array.slot_limit is not None:
         count = min(count, hint.request.array.slot_limit)
     slices, distinct, cores = eligibility.shapes(hint.request)
-    return [Demand(f"hint:{hint.id}#{index}", hint.received, pools, slices, distinct, cores)
+    return [Demand(f"{HINT_KEY}{hint.id}#{index}", hint.received, pools, slices, distinct, cores)
             for index in range(count)]
+
+
+def _trusted_hint_demands(live_hints: Sequence[tuple[DemandHint, int]], snapshot: Snapshot,
+                          policy: Policy, eligibility: _Eligibility
+                          ) -> tuple[list[Demand], list[str]]:
+    """The demand of unmatched hints that their budget allows, oldest hint first.
+
+    A hint is a claim anyone on the cluster can make, so it may pre-warm at most
+    Policy.hint_cores per claimed user, per source address and in total, and nothing for a
+    user with `hints.strikes` unmatched expiries in the penalty window, or a source with
+    `hints.source_strikes` (one sender may claim many users). Work stays in proportion to
+    the budget, not to what was posted."""
+    per_user, per_source, total = policy.hint_cores
+    user_cores: dict[str, int] = {}
+    source_cores: dict[str, int] = {}
+    all_cores = 0
+    demands: list[Demand] = []
+    no_credit: set[str] = set()
+    over_budget: set[str] = set()
+    for hint, count in sorted(live_hints, key=lambda pair: pair[0].received):
+        source = hint.source or ""
+        strikes = snapshot.hint_strikes
+        if (strikes.by_user.get(hint.user, 0) >= policy.hints.strikes
+                or strikes.by_source.get(source, 0) >= policy.hints.source_strikes):
+            no_credit.add(hint.user)
+            continue
+        if all_cores >= total:
+            over_budget.add(hint.user)
+            break
+        if user_cores.get(hint.user, 0) >= per_user or source_cores.get(source, 0) >= per_source:
+            over_budget.add(hint.user)
+            continue
+        for demand in _hint_demands(hint, count, policy, eligibility):
+            user_used = user_cores.get(hint.user, 0) + demand.cores
+            source_used = source_cores.get(source, 0) + demand.cores
+            if (user_used > per_user or source_used > per_source
+                    or all_cores + demand.cores > total):
+                over_budget.add(hint.user)
+                break
+            user_cores[hint.user], source_cores[source] = user_used, source_used
+            all_cores += demand.cores
+            demands.append(demand)
+    notes = []
+    if over_budget:
+        notes.append(f"hints beyond their budget ({per_user} cores a user, {per_source} a "
+                     f"source, {total} in all) wait for their jobs: {_users(over_budget)}")
+    if no_credit:
+        notes.append(f"no hint credit ({policy.hints.strikes} hints of the user, or "
+                     f"{policy.hints.source_strikes} from its address, expired unmatched "
+                     f"within {int(policy.hints.penalty.total_seconds())} s): "
+                     f"{_users(no_credit)}")
+    return demands, notes
+
+
+def _users(users: set[str]) -> str:
+    shown = sorted(users)
+    return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
 
 
 def existing_bins(snapshot: Snapshot, policy: Policy,
@@ -462,8 +527,8 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
             demands.append(demand)
         if verdict is not None:
             verdicts.append(verdict)
-    for hint, count in live_hints:
-        demands.extend(_hint_demands(hint, count, eligibility))
+    hint_demands, notes = _trusted_hint_demands(live_hints, snapshot, policy, eligibility)
+    demands.extend(hint_demands)
     demands.sort(key=lambda d: (-d.size[0], -d.size[1], -len(d.slices), d.created))
 
     pending: dict[str, list[Demand]] = {pool.name: [] for pool in policy.pools}
@@ -516,8 +581,9 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
             shown = ", ".join(served[:5]) + (f" and {len(served) - 5} more" if len(served) > 5 else "")
             launches[bin_.hostname] = LaunchInstance(
                 hostname=bin_.hostname, pool=bin_.pool.name, flavor=bin_.flavor.name,
-                cores=bin_.flavor.cores, reason=f"demand: {shown}")
-    return DemandResult(list(launches.values()), verdicts, expired, used)
+                cores=bin_.flavor.cores, reason=f"demand: {shown}",
+                prewarm=all(key.startswith(HINT_KEY) for key in served))
+    return DemandResult(list(launches.values()), verdicts, expired, used, notes)
 
 
 def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:

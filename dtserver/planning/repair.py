@@ -227,7 +227,9 @@ class Lifecycle:
 
     # -- cluster-wide ----------------------------------------------------------------------
     def orphans(self) -> None:
-        """Owned instances with no live record: a crash, a lost DB, or a failed create."""
+        """Owned instances with no live record: a crash or a failed create. The snapshot
+        holds this installation's instances only (Cloud.owned_instances decides, by the
+        installation id), so another installation's busy node never shows up here."""
         if self.instances is None:
             return
         live = {record.id for record in self.snapshot.records

@@ -41,7 +41,7 @@ def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[s
         pool = policy.pool(record.pool)
         if (node is None or not node.is_ready or node.is_offline or node.jobs
                 or record.hostname in wanted_hostnames
-                or now - record.state_since < policy.idle_timeout):
+                or now - record.state_since < policy.idle_timeout_of(record)):
             continue
         floor = pool.min_nodes if pool is not None else 0
         if active.get(record.pool, 0) <= floor:

@@ -8,17 +8,22 @@ plans, passes and pool catalogues beyond the last one, and at most `max_events` 
 from __future__ import annotations
 
 import itertools
+import json
+import uuid
 from collections import deque
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, Mapping
 
 from dtserver.model import (
-    DrainKind, ErrorKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
+    DrainKind, ErrorKind, HintStrikes, Intent, IntentKind, IntentStatus, NodeRecord, NodeState,
+    PoolHealth)
 from dtserver.store import (
-    Event, PassReport, PoolCatalogue, RecordNotFound, StoredHint, StoreError)
+    Event, HintLimitReached, HintLimits, PassReport, PoolCatalogue, RecordNotFound, StoredHint,
+    StoreError)
 
 _RECORD_FIELDS = frozenset(field.name for field in fields(NodeRecord))
+_EVERYONE = "\0"           # hint usage of all users: not a valid user name
 
 
 class MemoryStore:
@@ -28,6 +33,9 @@ class MemoryStore:
         self._records: dict[str, NodeRecord] = {}
         self._live: dict[str, NodeRecord] = {}       # records not DELETED
         self._hints: dict[int, StoredHint] = {}
+        self._hint_bytes: dict[int, int] = {}
+        self._hint_usage: dict[str, tuple[int, int]] = {}   # user -> count, bytes
+        self._strikes: list[tuple[str, str | None, datetime]] = []
         self._intents: dict[int, Intent] = {}
         self._health: dict[str, PoolHealth] = {}
         self._events: deque[Event] = deque(maxlen=max_events)
@@ -36,6 +44,11 @@ class MemoryStore:
         self._plan: tuple[datetime, Mapping[str, Any]] | None = None
         self._pass: PassReport | None = None
         self._catalogue: tuple[datetime, PoolCatalogue] | None = None
+        self._installation = uuid.uuid4().hex
+
+    # meta ----------------------------------------------------------------------
+    def installation_id(self) -> str:
+        return self._installation
 
     # node records --------------------------------------------------------------
     def insert_record(self, record: NodeRecord) -> None:
@@ -76,17 +89,55 @@ class MemoryStore:
             self._live[record.id] = record
 
     # hints ---------------------------------------------------------------------
-    def add_hint(self, received: datetime, payload: Mapping[str, Any]) -> int:
+    def add_hint(self, received: datetime, payload: Mapping[str, Any], *,
+                 source: str | None = None, limits: HintLimits | None = None) -> int:
+        user = str(payload.get("user", ""))
+        size = len(json.dumps(payload, separators=(",", ":")).encode())
+        if limits is not None:
+            mine, mine_bytes = self._hint_usage.get(user, (0, 0))
+            all_bytes = self._hint_usage.get(_EVERYONE, (0, 0))[1]
+            if (mine + 1 > limits.per_user or mine_bytes + size > limits.bytes_per_user
+                    or len(self._hints) + 1 > limits.total
+                    or all_bytes + size > limits.bytes_total):
+                raise HintLimitReached(f"hint limit reached for user {user}")
         hint_id = next(self._ids)
-        self._hints[hint_id] = StoredHint(hint_id, received, dict(payload))
+        self._hints[hint_id] = StoredHint(hint_id, received, dict(payload), source)
+        self._hint_bytes[hint_id] = size
+        self._count_hint(user, size, +1)
         return hint_id
 
-    def hints(self) -> tuple[StoredHint, ...]:
-        return tuple(self._hints.values())
+    def hints(self, *, after_id: int = 0) -> tuple[StoredHint, ...]:
+        return tuple(hint for hint in self._hints.values() if hint.id > after_id)
+
+    def hint_ids(self) -> frozenset[int]:
+        return frozenset(self._hints)
 
     def delete_hints(self, hint_ids: list[int]) -> None:
         for hint_id in hint_ids:
-            self._hints.pop(hint_id, None)
+            hint = self._hints.pop(hint_id, None)
+            if hint is not None:
+                self._count_hint(str(hint.payload.get("user", "")),
+                                 self._hint_bytes.pop(hint_id), -1)
+
+    def _count_hint(self, user: str, size: int, sign: int) -> None:
+        for key in (user, _EVERYONE):
+            count, total = self._hint_usage.get(key, (0, 0))
+            self._hint_usage[key] = (count + sign, total + sign * size)
+
+    def add_hint_strike(self, user: str, source: str | None, at: datetime, *,
+                        forget_before: datetime) -> None:
+        self._strikes = [strike for strike in self._strikes if strike[2] >= forget_before]
+        self._strikes.append((user, source, at))
+
+    def hint_strikes(self, since: datetime) -> HintStrikes:
+        by_user: dict[str, int] = {}
+        by_source: dict[str, int] = {}
+        for user, source, when in self._strikes:
+            if when >= since:
+                by_user[user] = by_user.get(user, 0) + 1
+                if source is not None:
+                    by_source[source] = by_source.get(source, 0) + 1
+        return HintStrikes(by_user, by_source)
 
     # intents -------------------------------------------------------------------
     def add_intent(self, kind: IntentKind, target: str | None, now: datetime) -> Intent:
@@ -159,6 +210,10 @@ class MemoryStore:
 
     def pool_catalogue(self) -> tuple[datetime, PoolCatalogue] | None:
         return self._catalogue
+
+    # health --------------------------------------------------------------------
+    def check(self) -> None:
+        """Memory cannot be deleted under us."""
 
 
 def _check_limit(limit: int) -> None:

@@ -213,9 +213,12 @@ class Simulation:
         # The observer reads what TORQUE shows; the reconciler uses it too unless faithful.
         self.observer = EmulatorBatch(self.world.emulator, runner=self.world.runner())
         batch = TorqueBatch(self.observer.runner) if settings.faithful else self.observer
-        cloud: Cloud = (NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock)
+        installation = self.store.installation_id()
+        cloud: Cloud = (NovaCloud(self.world.nova, cluster_id=CLUSTER,
+                                  installation=installation, clock=self.clock)
                         if settings.faithful
-                        else IncrementalNovaCloud(self.world.nova, cluster_id=CLUSTER))
+                        else IncrementalNovaCloud(self.world.nova, cluster_id=CLUSTER,
+                                                  installation=installation))
         ids = itertools.count()
         self.reconciler = Reconciler(batch=batch, cloud=cloud, store=self.store,
                                      clock=self.clock, policy=self.policy, torque_server="vm",
@@ -447,7 +450,7 @@ class Simulation:
             elif record.state in (NodeState.BOOTING, NodeState.REGISTERED):
                 due.append(record.created + policy.boot_timeout + _STRICT)
             elif record.state is NodeState.IDLE:
-                due.append(record.state_since + policy.idle_timeout)
+                due.append(record.state_since + policy.idle_timeout_of(record))
             elif record.state is NodeState.DELETING:
                 due.append(record.state_since + DELETE_RETRY + _STRICT)
             if record.down_since is not None:

@@ -98,8 +98,9 @@ class IncrementalNovaCloud(NovaCloud):
     simulator: no injected faults, no foreign servers); any error falls back to a full
     listing, which raises as NovaCloud does."""
 
-    def __init__(self, nova: FakeNova, *, cluster_id: str) -> None:
-        super().__init__(nova, cluster_id=cluster_id, clock=nova.clock)
+    def __init__(self, nova: FakeNova, *, cluster_id: str, installation: str) -> None:
+        super().__init__(nova, cluster_id=cluster_id, installation=installation,
+                         clock=nova.clock)
         self._nova = nova
         self._known: dict[str, Instance] | None = None   # creation order
         self._stale: set[str] = set()
@@ -158,7 +159,7 @@ class IncrementalNovaCloud(NovaCloud):
             known.pop(server_id, None)      # deleted and gone: Nova would answer 404
             return
         server = self._call("servers.get", self._nova.servers.get, server_id)
-        if self._is_owned(getattr(server, "metadata", None)):
+        if self._owns(server):
             known[server_id] = self._instance(server)
         else:
             known.pop(server_id, None)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Mapping, Protocol
 
 from dtserver.model import (
-    DtError, ErrorKind, Flavor, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth)
+    DtError, ErrorKind, Flavor, HintStrikes, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth)
 
 
 class StoreError(DtError):
@@ -22,6 +22,22 @@ class RecordNotFound(StoreError):
     pass
 
 
+class HintLimitReached(DtError):
+    """A hint beyond what one user, or everybody, may have stored: nothing was written."""
+
+
+@dataclass(frozen=True)
+class HintLimits:
+    """How many hints, and how many bytes of them, may wait in the store: per claimed user
+    and in total. Matched or expired hints leave within a pass or a hint TTL, so a user
+    submitting normally never comes near these."""
+
+    per_user: int = 200
+    bytes_per_user: int = 1024 * 1024
+    total: int = 10_000
+    bytes_total: int = 32 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class StoredHint:
     """A hint as the filter posted it (validated JSON); the reconciler parses the request."""
@@ -29,6 +45,7 @@ class StoredHint:
     id: int
     received: datetime
     payload: Mapping[str, Any]
+    source: str | None = None        # the client address it was posted from
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,11 @@ class PoolCatalogue:
 
 
 class Store(Protocol):
+    # meta ----------------------------------------------------------------------
+    def installation_id(self) -> str:
+        """A random id made with the store and kept for its life: which instances in a
+        shared cloud project are this installation's (dtserver.cloud.nova)."""
+
     # node records --------------------------------------------------------------
     def insert_record(self, record: NodeRecord) -> None: ...
 
@@ -88,11 +110,24 @@ class Store(Protocol):
     def records(self, *, include_deleted: bool = False) -> tuple[NodeRecord, ...]: ...
 
     # hints ---------------------------------------------------------------------
-    def add_hint(self, received: datetime, payload: Mapping[str, Any]) -> int: ...
+    def add_hint(self, received: datetime, payload: Mapping[str, Any], *,
+                 source: str | None = None, limits: HintLimits | None = None) -> int:
+        """Store a hint; HintLimitReached, with nothing written, beyond `limits`."""
 
-    def hints(self) -> tuple[StoredHint, ...]: ...
+    def hints(self, *, after_id: int = 0) -> tuple[StoredHint, ...]:
+        """Oldest first; only those with an id above `after_id`."""
+
+    def hint_ids(self) -> frozenset[int]: ...
 
     def delete_hints(self, hint_ids: list[int]) -> None: ...
+
+    def add_hint_strike(self, user: str, source: str | None, at: datetime, *,
+                        forget_before: datetime) -> None:
+        """Remember that a hint of `user` posted from `source` expired unmatched; strikes
+        older than `forget_before` are dropped."""
+
+    def hint_strikes(self, since: datetime) -> HintStrikes:
+        """Strikes since `since`, counted by user and by source."""
 
     # intents -------------------------------------------------------------------
     def add_intent(self, kind: IntentKind, target: str | None, now: datetime) -> Intent: ...
@@ -136,3 +171,7 @@ class Store(Protocol):
 
     def pool_catalogue(self) -> tuple[datetime, PoolCatalogue] | None:
         """The latest catalogue and when it was written; None before the first."""
+
+    # health --------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise StoreError unless the store is there and answers (GET /healthz)."""

@@ -27,6 +27,7 @@ from dtserver.model import (
     DrainKind,
     ErrorKind,
     Flavor,
+    HintStrikes,
     Intent,
     IntentKind,
     IntentStatus,
@@ -35,7 +36,8 @@ from dtserver.model import (
     PoolHealth,
 )
 from dtserver.store import (
-    CataloguePool, Event, PassReport, PoolCatalogue, RecordNotFound, StoredHint, StoreError)
+    CataloguePool, Event, HintLimitReached, HintLimits, PassReport, PoolCatalogue,
+    RecordNotFound, StoredHint, StoreError)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ _T = TypeVar("_T")
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection with the settings every user of the store file needs."""
+    _create_by_umask(path)
     try:
         # isolation_level=None: the sqlite3 module opens no implicit transactions, we
         # issue BEGIN IMMEDIATE ourselves. check_same_thread=False: pooled connections
@@ -77,6 +80,21 @@ def connect(path: str | Path) -> sqlite3.Connection:
         conn.close()
         raise StoreError(f"store needs a file in WAL journal mode path={path} mode={mode}")
     return conn
+
+
+def _create_by_umask(path: str | Path) -> None:
+    """Create a missing database file with mode 0666 less the umask, as any file. SQLite
+    would make it 0644 whatever the umask, and its -wal and -shm files copy that mode:
+    the API, in the reconciler's group (deploy/systemd), could not write hints to it.
+    SQLite takes the empty file as a new database."""
+    if str(path) == ":memory:":
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot open store path={path}: {exc}") from exc
 
 
 def _enable_wal(conn: sqlite3.Connection) -> str:
@@ -133,6 +151,18 @@ def _apply_next_migration(conn: sqlite3.Connection, latest: int) -> int:
         raise
     conn.execute("COMMIT")
     return version
+
+
+def _installation_id(conn: sqlite3.Connection) -> str:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE name = 'installation'").fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the installation id: {exc}") from exc
+    if row is None or not row[0]:
+        raise StoreError("store has no installation id (meta table damaged); restore it "
+                         "from a backup or the dynamictorque:installation metadata of its "
+                         "instances")
+    return str(row[0])
 
 
 def _user_version(conn: sqlite3.Connection) -> int:
@@ -192,7 +222,13 @@ class SqliteStore:
         # hand an open connection to its workers.
         with closing(connect(self.path)) as conn:
             version = migrate(conn)
-        log.info("store opened path=%s schema_version=%d", self.path, version)
+            # Made once with the database and never changed by us: read it once.
+            self._installation = _installation_id(conn)
+        log.info("store opened path=%s schema_version=%d installation=%s", self.path, version,
+                 self._installation)
+        # The file this store writes to. SQLite keeps a deleted file open and goes on
+        # reading and writing it, so a file deleted or replaced under us shows only here.
+        self._file = _file_identity(self.path)
 
     def close(self) -> None:
         """Close the idle connections; connections in use close when released."""
@@ -204,6 +240,11 @@ class SqliteStore:
 
     def __enter__(self) -> SqliteStore:
         return self
+
+    # meta ----------------------------------------------------------------------
+    def installation_id(self) -> str:
+        """The random id this database was created with; see migrations/0005."""
+        return self._installation
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -256,26 +297,57 @@ class SqliteStore:
         return tuple(_record_from_row(row) for row in rows)
 
     # hints ---------------------------------------------------------------------
-    def add_hint(self, received: datetime, payload: Mapping[str, Any]) -> int:
-        # Encode before taking the write lock: the lock is held for the INSERT only.
-        params = (_encode_time(received), _dumps(payload))
+    def add_hint(self, received: datetime, payload: Mapping[str, Any], *,
+                 source: str | None = None, limits: HintLimits | None = None) -> int:
+        # Encode before taking the write lock: the lock is held for the checks and INSERT.
+        encoded = _dumps(payload)
+        user = str(payload.get("user", ""))
+        size = len(encoded.encode())
         with self._write() as conn:
-            cursor = conn.execute("INSERT INTO hints (received, payload) VALUES (?, ?)", params)
+            if limits is not None:
+                _check_hint_limits(conn, user, size, limits)
+            cursor = conn.execute(
+                "INSERT INTO hints (received, payload, claimed_user, source, bytes) "
+                "VALUES (?, ?, ?, ?, ?)", (_encode_time(received), encoded, user, source, size))
         return _rowid(cursor)
 
-    def hints(self) -> tuple[StoredHint, ...]:
-        """Oldest first."""
+    def hints(self, *, after_id: int = 0) -> tuple[StoredHint, ...]:
+        """Oldest first; only those with an id above `after_id`."""
         with self._connection() as conn:
-            rows = conn.execute("SELECT id, received, payload FROM hints ORDER BY id").fetchall()
+            rows = conn.execute("SELECT id, received, payload, source FROM hints WHERE id > ? "
+                                "ORDER BY id", (after_id,)).fetchall()
         return tuple(StoredHint(id=hint_id, received=_decode_time(received),
-                                payload=json.loads(payload))
-                     for hint_id, received, payload in rows)
+                                payload=json.loads(payload), source=source)
+                     for hint_id, received, payload, source in rows)
+
+    def hint_ids(self) -> frozenset[int]:
+        with self._connection() as conn:
+            return frozenset(row[0] for row in conn.execute("SELECT id FROM hints"))
 
     def delete_hints(self, hint_ids: list[int]) -> None:
         if not hint_ids:
             return
         with self._write() as conn:
             conn.executemany("DELETE FROM hints WHERE id = ?", [(hint_id,) for hint_id in hint_ids])
+
+    def add_hint_strike(self, user: str, source: str | None, at: datetime, *,
+                        forget_before: datetime) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM hint_strikes WHERE time < ?",
+                         (_encode_time(forget_before),))
+            conn.execute("INSERT INTO hint_strikes (claimed_user, source, time) "
+                         "VALUES (?, ?, ?)", (user, source, _encode_time(at)))
+
+    def hint_strikes(self, since: datetime) -> HintStrikes:
+        counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        with self._connection() as conn:
+            for column, tally in zip(("claimed_user", "source"), counts):
+                for key, count in conn.execute(
+                        f"SELECT {column}, count(*) FROM hint_strikes WHERE time >= ? "
+                        f"AND {column} IS NOT NULL GROUP BY {column}",
+                        (_encode_time(since),)):
+                    tally[key] = count
+        return HintStrikes(*counts)
 
     # intents -------------------------------------------------------------------
     def add_intent(self, kind: IntentKind, target: str | None, now: datetime) -> Intent:
@@ -423,14 +495,33 @@ class SqliteStore:
             return None
         return _decode_time(row[0]), _decode_catalogue(row[1])
 
+    # health --------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise StoreError unless the database file is still the one this store opened
+        and answers a query (GET /healthz)."""
+        self._check_file()
+        with self._connection() as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def _check_file(self) -> None:
+        try:
+            identity = _file_identity(self.path)
+        except OSError:
+            identity = None
+        if identity != self._file:
+            raise StoreError(f"store file was deleted or replaced path={self.path}; "
+                             "restart to open the current one")
+
     # connections ---------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction; IMMEDIATE takes the lock up front, so it waits
-        in the busy handler instead of failing on upgrade from a read."""
+        in the busy handler instead of failing on upgrade from a read. Nothing is written
+        to a file that is no longer at our path: nobody would ever read it."""
         with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                self._check_file()
                 yield conn
             except BaseException:
                 # SQLite may already have rolled back after some errors (SQLITE_FULL).
@@ -479,6 +570,11 @@ class SqliteStore:
         self._inherited.extend(self._idle)
         self._idle = []
         self._pid = os.getpid()
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 # --- encoding ------------------------------------------------------------------------
@@ -556,9 +652,24 @@ def _check_limit(limit: int) -> None:
         raise ValueError(f"limit must not be negative, not {limit}")
 
 
+def _check_hint_limits(conn: sqlite3.Connection, user: str, size: int,
+                       limits: HintLimits) -> None:
+    mine, my_bytes = conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM hints "
+                                  "WHERE claimed_user = ?", (user,)).fetchone()
+    if mine + 1 > limits.per_user or my_bytes + size > limits.bytes_per_user:
+        raise HintLimitReached(f"user {user} has {mine} hints ({my_bytes} bytes) waiting; "
+                               f"at most {limits.per_user} ({limits.bytes_per_user} bytes)")
+    everyone, all_bytes = conn.execute(
+        "SELECT count(*), coalesce(sum(bytes), 0) FROM hints").fetchone()
+    if everyone + 1 > limits.total or all_bytes + size > limits.bytes_total:
+        raise HintLimitReached(f"{everyone} hints ({all_bytes} bytes) are waiting; at most "
+                               f"{limits.total} ({limits.bytes_total} bytes)")
+
+
 def _record_from_row(row: tuple[Any, ...]) -> NodeRecord:
     values = dict(zip(_RECORD_FIELDS, row))
     values.update(
+        prewarm=bool(values["prewarm"]),
         state=NodeState(values["state"]),
         drain=_optional(DrainKind, values["drain"]),
         created=_decode_time(values["created"]),

@@ -21,13 +21,14 @@ from novaclient import exceptions as nova_exc
 from dtserver.clock import FakeClock
 from dtserver.cloud import CloudError
 from dtserver.cloud.fake_nova import DEFAULT_IMAGE, DEFAULT_NETWORK, FakeNova
-from dtserver.cloud.nova import CLUSTER_KEY, POOL_KEY, RECORD_KEY, NovaCloud
+from dtserver.cloud.nova import CLUSTER_KEY, INSTALLATION_KEY, POOL_KEY, RECORD_KEY, NovaCloud
 from dtserver.cloud.nova_session import build_nova_client
 from dtserver.model import ErrorKind, Instance, InstanceSpec
 from tests.tooling.novastack.plugin import CLOUD_NAME, LiveNova
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 CLUSTER = "contract"
+INSTALLATION = "c0ffee00c0ffee00c0ffee00c0ffee00"
 
 
 class FakeNovaBackend:
@@ -43,8 +44,8 @@ class FakeNovaBackend:
         self.clock = FakeClock(T0)
         self.nova = FakeNova(self.clock, boot_delay=3, delete_delay=1,
                              id_factory=lambda: f"00000000-0000-4000-8000-{next(counter):012d}")
-        self.cloud = NovaCloud(self.nova, cluster_id=CLUSTER, network=DEFAULT_NETWORK,
-                               clock=self.clock)
+        self.cloud = NovaCloud(self.nova, cluster_id=CLUSTER, installation=INSTALLATION,
+                               network=DEFAULT_NETWORK, clock=self.clock)
 
     def wait_for(self, condition: Callable[[], bool], *, seconds: int = 60) -> None:
         for _ in range(seconds):
@@ -80,7 +81,8 @@ class RealNovaBackend:
         self.image = live.endpoint.image
         self.zone = live.endpoint.zone
         self.client = build_nova_client(cloud_name=CLOUD_NAME, auth={}, region=None)
-        self.cloud = NovaCloud(self.client, cluster_id=CLUSTER, network=live.endpoint.network)
+        self.cloud = NovaCloud(self.client, cluster_id=CLUSTER, installation=INSTALLATION,
+                               network=live.endpoint.network)
 
     def wait_for(self, condition: Callable[[], bool], *, seconds: int = 60) -> None:
         deadline = time.monotonic() + seconds
@@ -163,6 +165,7 @@ def test_booted_instance_is_listed_as_owned_with_pool_record_tags_zone_and_user_
     assert created.status == "BUILD"
     assert (instance.pool, instance.record_id, instance.name) == ("gpu", "rec-7", "dt-contract-1")
     assert instance.metadata[CLUSTER_KEY] == CLUSTER
+    assert instance.metadata[INSTALLATION_KEY] == INSTALLATION
     assert instance.metadata[POOL_KEY] == "gpu"
     assert instance.metadata[RECORD_KEY] == "rec-7"
     assert {"dynamictorque", f"dt-cluster-{CLUSTER}"} <= instance.tags
@@ -252,7 +255,12 @@ def test_twenty_parallel_boots_all_turn_active_with_distinct_addresses(backend):
 @pytest.mark.parametrize("metadata", [
     {},
     {CLUSTER_KEY: "another-cluster", POOL_KEY: "default", RECORD_KEY: "rec-1"},
-])
+    # Another installation that kept the same cluster_id in this project.
+    {CLUSTER_KEY: CLUSTER, INSTALLATION_KEY: "0" * 32, POOL_KEY: "default",
+     RECORD_KEY: "rec-1"},
+    # Made before installation ids, and no record of ours names it.
+    {CLUSTER_KEY: CLUSTER, POOL_KEY: "default", RECORD_KEY: "rec-1"},
+], ids=["no-metadata", "other-cluster", "other-installation", "no-installation"])
 def test_a_foreign_instance_is_never_owned_even_with_our_tags(backend, metadata):
     foreign = backend.add_foreign_server("dt-contract-1", metadata,
                                          ["dynamictorque", f"dt-cluster-{CLUSTER}"])

@@ -12,6 +12,7 @@ import shlex
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
+from xml.sax.saxutils import unescape
 
 import pytest
 
@@ -333,6 +334,45 @@ def test_qdel_of_30_deletes_the_running_job_and_starts_the_next_ones(
     node = next(capture for capture in after if capture.command == "pbsnodes -x vm")
     assert node_elements(sh(mixed_queue, "pbsnodes -x vm").stdout.decode()) == \
         node_elements(node.stdout)
+
+
+def jobs_by_name(data: bytes) -> dict[bytes, bytes]:
+    """Job_Name -> the raw <Job> element of a `qstat -x` output, read as bytes."""
+    return {re.search(rb"<Job_Name>(.*?)</Job_Name>", element).group(1): element
+            for element in re.findall(rb"<Job>.*?</Job>", data, flags=re.DOTALL)}
+
+
+def user_part(element: bytes) -> tuple[bytes, bytes]:
+    """(the -v entries of Variable_List, submit_args) of a raw <Job> element."""
+    variables = re.search(rb"PBS_O_LANG=C\.UTF-8,(.*?)PBS_O_WORKDIR=", element, re.DOTALL)
+    arguments = re.search(rb"<submit_args>(.*?)</submit_args>", element, re.DOTALL)
+    return variables.group(1), arguments.group(1)
+
+
+def test_variables_with_bytes_xml_forbids_come_out_raw_as_in_51() -> None:
+    """Control, quote, newline and non-UTF-8 bytes in `qsub -v`: Variable_List and
+    submit_args byte for byte as real TORQUE printed them (-V is not emulated: the
+    emulator has no environment of its own to export)."""
+    captured = jobs_by_name((DATA / "xml" / "qstat-x.control-bytes.xml").read_bytes())
+    _, emu = emulator(submit_user="dtjob")
+    ok(emu, "qmgr -c 'create node vm'")     # the batch queue's default nodes=1 must fit
+    submitted = []
+    for name, element in captured.items():
+        _, arguments = user_part(element)
+        if arguments.endswith(b" -V"):
+            continue
+        # The bytes as qsub got them: str with surrogate escapes, as sys.argv holds them.
+        text = unescape(arguments.decode("utf-8", "surrogateescape"),
+                        {"&quot;": '"', "&apos;": "'"})
+        argv = ["qsub", *text.split(" ")]
+        assert emu.run(argv, stdin=b"#!/bin/sh\nsleep 1\n").status == 0, argv
+        submitted.append(name)
+    assert len(submitted) == 8
+    ours = emu.run(["qstat", "-x"])
+    assert ours.status == 0
+    assert list(jobs_by_name(ours.stdout)) == submitted
+    for name, element in jobs_by_name(ours.stdout).items():
+        assert user_part(element) == user_part(captured[name]), name
 
 
 def test_qsub_feasibility_checks_of_15(sleep_script: Path) -> None:

@@ -118,13 +118,17 @@ def test_damaged_markers_raise_and_leave_the_file_untouched(tmp_path, text):
     assert path.read_text() == text
 
 
-@pytest.mark.parametrize("name", ["bad name", "-x", "a\nb", ""])
+@pytest.mark.parametrize("name", ["bad name", "-x", "a\nb", "", "cloud-001\n10.6.6.6 head",
+                                  "cloud-001\t", "cloud-001\x00"])
 def test_invalid_names_are_refused(tmp_path, name):
     with pytest.raises(InvalidArgument):
         HostsFile(hosts_file(tmp_path)).set(name, "10.0.0.5")
 
 
-@pytest.mark.parametrize("address", ["10.0.0", "host", "10.0.0.5 evil", ""])
+@pytest.mark.parametrize("address", [
+    "10.0.0", "host", "10.0.0.5 evil", "",
+    # Python's ipaddress takes anything after '%' as an IPv6 scope id, newlines included.
+    "fe80::1%eth0\n10.6.6.6 head", "fe80::1%eth0", "10.0.0.5\n", "fd00::5\x00"])
 def test_invalid_addresses_are_refused(tmp_path, address):
     path = hosts_file(tmp_path)
     with pytest.raises(HostsFileError):
@@ -158,3 +162,15 @@ def test_missing_directory_raises_hosts_file_error(tmp_path):
     with pytest.raises(HostsFileError):
         HostsFile(missing_dir).set("cloud-001", "10.0.0.5")
     assert not os.path.exists(missing_dir)
+
+
+def test_the_writer_refuses_a_line_that_would_split_even_past_set(tmp_path):
+    # Second line of defence: whatever reaches the writer, no entry may carry whitespace
+    # or control characters into the file.
+    path = hosts_file(tmp_path)
+    hosts = HostsFile(path)
+    with pytest.raises(HostsFileError):
+        hosts._write([], {"cloud-001": "fe80::1%eth0\n10.6.6.6 head"}, [])
+    with pytest.raises(HostsFileError):
+        hosts._write([], {"cloud-001\n10.6.6.6 head": "10.0.0.5"}, [])
+    assert path.read_bytes() == SYSTEM_LINES.encode()

@@ -14,6 +14,8 @@ from dtserver.cloud.nova import NovaCloud, fault_kind
 from dtserver.model import ErrorKind, InstanceSpec, Quota
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+INSTALLATION = "0123456789abcdef0123456789abcdef"
+OTHER_INSTALLATION = "fedcba9876543210fedcba9876543210"
 
 
 def fake_nova(clock=None, **options) -> FakeNova:
@@ -26,6 +28,7 @@ def fake_nova(clock=None, **options) -> FakeNova:
 
 def nova_cloud(nova: FakeNova, **options) -> NovaCloud:
     options.setdefault("cluster_id", "c1")
+    options.setdefault("installation", INSTALLATION)
     options.setdefault("clock", nova.clock)
     return NovaCloud(nova, **options)
 
@@ -66,8 +69,9 @@ def test_create_sends_ownership_metadata_tags_and_the_flavor_id():
     cloud.create_instance(spec(pool="big", record_id="rec-9", flavor="m1.large"))
 
     server = nova.servers.list()[0]
-    assert server.metadata == {"dynamictorque:cluster": "c1", "dynamictorque:pool": "big",
-                               "dynamictorque:record": "rec-9"}
+    assert server.metadata == {"dynamictorque:cluster": "c1",
+                               "dynamictorque:installation": INSTALLATION,
+                               "dynamictorque:pool": "big", "dynamictorque:record": "rec-9"}
     assert server.tags == ["dynamictorque", "dt-cluster-c1"]
     assert calls(nova, "servers.create")[0].args["flavor"] == "4"
 
@@ -247,3 +251,129 @@ def test_a_failed_delete_is_classified():
         cloud.delete_instance(created.id)
 
     assert (caught.value.kind, caught.value.status) == (ErrorKind.CONFLICT, 409)
+
+
+# --- two installations in one project ---------------------------------------------------
+
+@pytest.mark.parametrize("installation", ["", "a b", "x\n", "x" * 256])
+def test_an_installation_id_that_cannot_be_metadata_is_refused(installation):
+    with pytest.raises(ValueError, match="installation"):
+        nova_cloud(fake_nova(), installation=installation)
+
+
+def test_another_installation_with_our_cluster_id_is_foreign_and_warned_about_once(caplog):
+    nova = fake_nova()
+    seen = []
+    ours = nova_cloud(nova, on_foreign=seen.append)
+    theirs = nova_cloud(nova, installation=OTHER_INSTALLATION)
+    mine = ours.create_instance(spec("dt-c1-1"))
+    other = theirs.create_instance(spec("dt-c1-2"))
+
+    with caplog.at_level("WARNING", logger="dtserver.cloud.nova"):
+        first, second = ours.owned_instances(), ours.owned_instances()
+
+    assert [instance.id for instance in first] == [mine.id] == \
+        [instance.id for instance in second]
+    assert [(found.id, found.name, found.installation) for found in seen] == \
+        [(other.id, "dt-c1-2", OTHER_INSTALLATION)]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and other.id in warnings[0] and OTHER_INSTALLATION in warnings[0]
+    assert [instance.id for instance in theirs.owned_instances()] == [other.id]
+
+
+def test_an_instance_of_another_installation_is_never_deleted():
+    nova = fake_nova()
+    other = nova_cloud(nova, installation=OTHER_INSTALLATION).create_instance(spec())
+
+    with pytest.raises(CloudError, match="not owned"):
+        nova_cloud(nova).delete_instance(other.id)
+
+    assert calls(nova, "servers.delete") == []
+    assert other.id in nova.server_ids()
+
+
+def legacy_server(nova: FakeNova, name: str, record_id: str) -> str:
+    """An instance made before installation ids: our cluster's tags and metadata only."""
+    return nova.add_foreign_server(
+        name, metadata={"dynamictorque:cluster": "c1", "dynamictorque:pool": "default",
+                        "dynamictorque:record": record_id},
+        tags=["dynamictorque", "dt-cluster-c1"])
+
+
+def test_an_instance_made_before_installation_ids_is_ours_only_if_a_record_names_it():
+    nova = fake_nova()
+    named = legacy_server(nova, "dt-c1-1", "rec-ours")
+    unnamed = legacy_server(nova, "dt-c1-2", "rec-unknown")
+    seen = []
+    cloud = nova_cloud(nova, knows_record=lambda record_id: record_id == "rec-ours",
+                       on_foreign=seen.append)
+
+    assert [instance.id for instance in cloud.owned_instances()] == [named]
+    assert [(found.id, found.installation) for found in seen] == [(unnamed, None)]
+    with pytest.raises(CloudError, match="not owned"):
+        cloud.delete_instance(unnamed)
+    cloud.delete_instance(named)
+    assert [call.args["server"] for call in calls(nova, "servers.delete")] == [named]
+
+
+def test_without_a_way_to_ask_our_records_an_old_instance_is_foreign():
+    nova = fake_nova()
+    legacy_server(nova, "dt-c1-1", "rec-1")
+
+    assert nova_cloud(nova).owned_instances() == ()
+
+
+# --- hostile addresses ------------------------------------------------------------------
+
+HOSTILE_ADDRESSES = [
+    "fe80::1%eth0\n1.2.3.4 evil",
+    "fe80::1%eth0",
+    "10.0.0.5\n10.6.6.6 head",
+    "10.0.0.5 evil",
+    " 10.0.0.5",
+    "10.0.0.5\t",
+    "10.0.0.5\x00",
+    "evil.example.org",
+    "",
+    42,
+    None,
+]
+
+
+def active_server(nova: FakeNova, clock: FakeClock, cloud: NovaCloud) -> str:
+    created = cloud.create_instance(spec())
+    clock.advance(3)
+    nova.tick()
+    return created.id
+
+
+@pytest.mark.parametrize("address", HOSTILE_ADDRESSES)
+def test_an_address_that_is_not_a_plain_ip_is_never_used(address, caplog):
+    clock = FakeClock(T0)
+    nova = fake_nova(clock)
+    cloud = nova_cloud(nova)
+    server_id = active_server(nova, clock, cloud)
+    nova.set_addresses(server_id, {"private": [{"version": 6, "addr": address}]})
+
+    with caplog.at_level("WARNING", logger="dtserver.cloud.nova"):
+        (instance,) = cloud.owned_instances()
+        cloud.owned_instances()
+
+    assert instance.addresses == ()
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert "\n" not in caplog.records[0].getMessage()
+
+
+def test_good_addresses_are_kept_beside_bad_ones_in_canonical_form():
+    clock = FakeClock(T0)
+    nova = fake_nova(clock)
+    cloud = nova_cloud(nova)
+    server_id = active_server(nova, clock, cloud)
+    nova.set_addresses(server_id, {
+        "evil": [{"addr": "fe80::1%eth0\n1.2.3.4 evil"}, "not a mapping"],
+        "private": [{"addr": "10.0.0.5"}, {"addr": "FD00::0005"}, {"addr": "10.0.0.5"}],
+        "broken": "not a list"})
+
+    (instance,) = cloud.owned_instances()
+
+    assert instance.addresses == ("10.0.0.5", "fd00::5")

@@ -145,7 +145,8 @@ def test_an_unreachable_nova_through_the_real_client_is_a_transient_error():
         port = probe.getsockname()[1]
     session = ks_session.Session(auth=token_endpoint.Token(
         f"http://127.0.0.1:{port}/v2.1", "demo:project"), timeout=2)
-    cloud = NovaCloud(nova_client.Client("2.96", session=session), cluster_id="c1")
+    cloud = NovaCloud(nova_client.Client("2.96", session=session), cluster_id="c1",
+                      installation="0123456789abcdef0123456789abcdef")
 
     with pytest.raises(CloudError) as caught:
         cloud.owned_instances()

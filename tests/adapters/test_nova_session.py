@@ -306,3 +306,13 @@ def test_requests_time_out_unless_the_cloud_config_says_otherwise(stub, tmp_path
 
     assert default.client.session.timeout == DEFAULT_TIMEOUT
     assert patient.client.session.timeout == 300
+
+
+def test_a_password_in_the_auth_url_is_masked_in_the_plaintext_warning(caplog):
+    auth = {**PLAINTEXT, "auth_url": "http://dtuser:url-secret@127.0.0.1:9/identity/v3"}
+    with caplog.at_level(logging.WARNING):
+        cloud_region(cloud_name=None, auth=auth, region=None)
+
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert "url-secret" not in warning
+    assert "auth_url=http://dtuser:****@127.0.0.1:9/identity/v3" in warning

@@ -129,6 +129,14 @@ def test_jobs_keeps_only_monitored_queues():
     assert [job.id for job in jobs] == ["3.vm", "9.vm", "10.vm", "15.vm"]
 
 
+def test_jobs_with_control_and_non_utf8_bytes_in_one_jobs_variables_reads_every_job():
+    # 51_qsub_control_bytes.txt: real TORQUE prints a user's bytes raw in Variable_List.
+    runner = RecordedRunner({QSTAT: (XML / "qstat-x.control-bytes.xml").read_bytes()})
+    jobs = TorqueBatch(runner).jobs()
+    assert [job.id for job in jobs] == [f"{number}.dt-head" for number in range(9)]
+    assert all(job.request is not None for job in jobs)
+
+
 def test_jobs_of_an_empty_server_is_empty():
     runner = RecordedRunner({QSTAT: capture("18_qstat_empty.txt", "qstat -t -x")})
     assert TorqueBatch(runner).jobs() == ()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from datetime import datetime, timezone
 
 import pytest
@@ -19,7 +20,7 @@ from dtserver.batch.torque_parse import (
     parse_pbsnodes_xml,
     pbsnodes_error,
 )
-from dtserver.model import ArraySpec, JobState, Node
+from dtserver.model import ArraySpec, JobState, Node, Snapshot
 from tests.torque_captures import DATA, find, load_blocks
 
 XML = DATA / "xml"
@@ -213,9 +214,101 @@ def test_qstat_garbage_raises_parse_error_which_means_unavailable(data):
     "<Job><Job_Id>1.vm</Job_Id><job_state>Q</job_state><queue>batch</queue>"
     "<ctime>1</ctime></Job>",
 ], ids=["no-id", "unknown-state", "bad-ctime", "empty-queue", "no-owner"])
-def test_qstat_job_missing_or_bad_required_fields_raises_parse_error(job):
-    with pytest.raises(ParseError):
-        jobs_of(qstat_doc(job))
+def test_qstat_job_missing_or_bad_required_fields_is_kept_as_unknown_between_exact_jobs(
+        job, caplog):
+    clean = jobs_of(qstat_doc(job_xml("1.vm"), job_xml("3.vm")))
+    with caplog.at_level(logging.WARNING, logger="dtserver.batch.torque_parse"):
+        first, unreadable, last = jobs_of(qstat_doc(job_xml("1.vm"), job, job_xml("3.vm")))
+    assert [first, last] == clean
+    assert unreadable.state is JobState.UNKNOWN
+    assert unreadable.request is None and unreadable.request_error
+    (warning,) = caplog.records
+    assert unreadable.id in warning.getMessage()
+
+
+def test_qstat_unreadable_job_names_its_id_and_keeps_its_hosts_so_its_node_stays_busy():
+    running = job_xml("2.vm", state="Z", extra="<exec_host>cn01/0-1+cn02/0</exec_host>")
+    (job,) = jobs_of(qstat_doc(running))
+    assert (job.id, job.owner, job.queue) == ("2.vm", "tuser", "batch")
+    assert job.state is JobState.UNKNOWN and job.exec_hosts == ("cn01", "cn02")
+    # pbsnodes does not list the job (e.g. right after a pbs_server restart): the node
+    # must still not look idle.
+    empty = Node("cn01", frozenset({"free"}), 2, has_reported=True)
+    snapshot = Snapshot(jobs=(job,), nodes=(empty,), instances=())
+    assert snapshot.node_by_name["cn01"].jobs == ("2.vm",)
+
+
+def test_qstat_unreadable_job_of_an_unmonitored_queue_is_dropped_one_without_queue_kept():
+    other_queue = job_xml("2.vm", queue="other", state="Z")
+    no_queue = ("<Job><Job_Id>4.vm</Job_Id><job_state>R</job_state>"
+                "<exec_host>cn01/0</exec_host></Job>")
+    jobs = jobs_of(qstat_doc(other_queue, no_queue), queues=frozenset({"batch"}))
+    assert [(job.id, job.state, job.exec_hosts) for job in jobs] == [
+        ("4.vm", JobState.UNKNOWN, ("cn01",))]
+
+
+# --- hostile bytes in one job (51_qsub_control_bytes.txt) --------------------------------
+
+CONTROL_BYTES = XML / "qstat-x.control-bytes.xml"
+
+
+def test_qstat_capture_with_control_and_non_utf8_bytes_gives_every_job_exactly():
+    data = CONTROL_BYTES.read_bytes()
+    # What real TORQUE printed: the bytes raw, so the document is not well-formed XML.
+    assert b"X=a\x01b" in data and b"X=a\x1bb" in data and b"X=a\xffb" in data
+    assert b"DTCTRL=a\x01b" in data
+    jobs = jobs_of(data)
+    assert [job.id for job in jobs] == [f"{number}.dt-head" for number in range(9)]
+    for job in jobs:
+        assert (job.owner, job.queue, job.state) == ("dtjob", "batch", JobState.QUEUED)
+        assert job.resources == {"walltime": "00:10:00"}
+        assert job.request is not None and job.request.walltime_seconds == 600
+        assert job.request_error is None
+        assert job.created in (utc(1796301671), utc(1796301672))
+
+
+def spoil(data: bytes, job_id: bytes, tag: bytes, bad: bytes) -> bytes:
+    """`bad` put at the start of `tag`'s text in job `job_id`."""
+    start = data.index(b"<Job_Id>" + job_id + b"</Job_Id>")
+    at = data.index(b"<" + tag + b">", start) + len(tag) + 2
+    return data[:at] + bad + data[at:]
+
+
+BAD_BYTES = [b"\x01", b"\x1b", b"\x00", b"\x0b", b"\x1f", b"\xff", b"\xc3",
+             b"\xed\xa0\x80", b"\xef\xbf\xbe", b"\xef\xbf\xbf"]
+BAD_IDS = ["soh", "esc", "nul", "vt", "us", "xff", "lone-lead-byte", "surrogate", "ufffe",
+           "uffff"]
+
+
+@pytest.mark.parametrize("bad", BAD_BYTES, ids=BAD_IDS)
+def test_qstat_a_bad_byte_in_one_jobs_variables_leaves_every_job_exact(bad):
+    clean = (XML / "qstat-x.mixed.xml").read_bytes()
+    assert jobs_of(spoil(clean, b"3.vm", b"Variable_List", bad)) == jobs_of(clean)
+
+
+@pytest.mark.parametrize("bad", BAD_BYTES, ids=BAD_IDS)
+def test_qstat_a_bad_byte_in_a_field_we_read_is_replaced_in_that_job_only(bad):
+    clean = (XML / "qstat-x.mixed.xml").read_bytes()
+    expected = jobs_of(clean)
+    jobs = jobs_of(spoil(clean, b"3.vm", b"comment", bad))
+    index = [job.id for job in expected].index("3.vm")
+    assert jobs[index].comment.endswith(expected[index].comment)
+    assert set(jobs[index].comment[:-len(expected[index].comment)]) == {"\ufffd"}
+    assert jobs[:index] + jobs[index + 1:] == expected[:index] + expected[index + 1:]
+
+
+def test_qstat_text_survives_reads_that_split_characters_next_to_bad_bytes():
+    class Trickle(io.BytesIO):
+        def read(self, size=-1):
+            return super().read(1)
+
+    comment = "h\u00e9llo \u20ac \U0001f600"
+    data = qstat_doc(job_xml("1.vm", extra=f"<comment>{comment}</comment>"),
+                     job_xml("2.vm", extra="<comment>a\x01b</comment>"))
+    data = data.replace(b"a\x01b", b"a\x01\xffb")
+    first, second = iter_qstat_jobs(Trickle(data))
+    assert first.comment == comment
+    assert second.comment == "a\ufffd\ufffdb"
 
 
 def test_qstat_truncated_capture_raises_after_streaming_the_complete_jobs():
@@ -351,6 +444,15 @@ def test_pbsnodes_server_down_output_is_a_parse_error_not_an_empty_list():
 def test_pbsnodes_malformed_documents_raise_parse_error(data):
     with pytest.raises(ParseError):
         parse_pbsnodes_xml(data)
+
+
+def test_pbsnodes_control_or_non_utf8_bytes_in_a_note_do_not_hide_the_nodes():
+    data = (b"<Data><Node><name>cn01</name><state>free</state><np>2</np>"
+            b"<note>a\x01b\xffc</note></Node>"
+            b"<Node><name>cn02</name><state>down</state><np>4</np></Node></Data>\n")
+    first, second = parse_pbsnodes_xml(data)
+    assert first.note == "a\ufffdb\ufffdc"
+    assert second == Node("cn02", frozenset({"down"}), 4)
 
 
 def test_pbsnodes_empty_data_element_means_no_nodes():

@@ -19,7 +19,7 @@ from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.store.sqlite import SqliteStore
 
-ADMIN_TOKEN = "dtadmin-test-token-0123456789"
+ADMIN_TOKEN = "dtadmin-test-token-0123456789abcdef0123456789"
 
 
 @dataclass

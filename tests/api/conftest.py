@@ -13,7 +13,7 @@ from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.store.sqlite import SqliteStore
 
-ADMIN_TOKEN = "admin-token-0123456789abcdef"
+ADMIN_TOKEN = "admin-token-0123456789abcdef0123456789abcdef"
 HINT_TOKEN = "hint-token-fedcba9876543210"
 
 

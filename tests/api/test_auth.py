@@ -1,6 +1,9 @@
 """The admin token: Bearer header on every mutation, and a token file only root can read."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,42 @@ def test_api_refuses_a_hint_token_equal_to_the_admin_token(
 
     with pytest.raises(ApiConfigError, match="admin token"):
         create_app(ApiSettings(token_file=admin_file, hint_token_file=hint_file), store=store)
+
+
+@pytest.mark.parametrize("token", ["#", "0123456789abcdef0123456789abcde"], ids=["1", "31"])
+def test_api_refuses_to_start_with_a_short_admin_token_naming_the_file(
+        tmp_path: Path, store: SqliteStore, token: str) -> None:
+    token_file = write_token(tmp_path / "admin.token", token, 0o600)
+
+    with pytest.raises(ApiConfigError) as caught:
+        create_app(ApiSettings(token_file=token_file), store=store)
+
+    message = str(caught.value)
+    assert str(token_file) in message and "at least 32" in message
+    assert "openssl rand -hex 32" in message
+    assert token not in message                  # the error never shows the token
+
+
+def test_an_admin_token_of_32_characters_is_enough(tmp_path: Path, store: SqliteStore) -> None:
+    token = "0123456789abcdef0123456789abcdef"
+    token_file = write_token(tmp_path / "admin.token", token, 0o600)
+
+    app = create_app(ApiSettings(token_file=token_file), store=store)
+
+    assert app.test_client().post(
+        "/v1/sleep", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_the_token_the_install_steps_generate_is_accepted(
+        tmp_path: Path, store: SqliteStore) -> None:
+    """docs/operations.md generates the admin token with a python3 one-liner: run it."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    (code,) = re.findall(r"python3 -c '([^']+)' > /etc/dynamictorque/admin.token", docs)
+    generated = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True, timeout=30).stdout
+    token_file = write_token(tmp_path / "admin.token", generated.strip(), 0o600)
+
+    app = create_app(ApiSettings(token_file=token_file), store=store)
+
+    assert app.test_client().post(
+        "/v1/sleep", headers={"Authorization": f"Bearer {generated.strip()}"}).status_code == 200

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
+from dtserver.store import HintLimits
 from dtserver.store.sqlite import SqliteStore
 from tests.api.builders import T0, hint
 from tests.api.conftest import ADMIN_TOKEN, HINT_TOKEN, write_token
@@ -230,3 +232,41 @@ def test_get_on_hints_is_a_json_405(app: Flask) -> None:
 
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
+
+
+def limited_client(settings: ApiSettings, store: SqliteStore, clock: FakeClock,
+                   limits: HintLimits) -> FlaskClient:
+    app = create_app(replace(settings, hint_limits=limits, hint_retry_seconds=20),
+                     store=store, clock=clock)
+    return app.test_client()
+
+
+def test_hints_beyond_a_users_limit_are_refused_with_429_and_retry_after(
+        settings: ApiSettings, store: SqliteStore, clock: FakeClock) -> None:
+    client = limited_client(settings, store, clock, HintLimits(per_user=2))
+    for _ in range(2):
+        assert client.post("/v1/hints", json=hint(user="mallory")).status_code == 202
+
+    response = client.post("/v1/hints", json=hint(user="mallory"))
+
+    assert_error(response, 429, "too_many_hints")
+    assert response.headers["Retry-After"] == "20"
+    assert len(store.hints()) == 2
+    # Another user is not held back by mallory's hints.
+    assert client.post("/v1/hints", json=hint(user="alice")).status_code == 202
+    assert [stored.source for stored in store.hints()] == ["127.0.0.1"] * 3
+
+
+def test_hint_bytes_are_bounded_per_user_and_in_total(
+        settings: ApiSettings, store: SqliteStore, clock: FakeClock) -> None:
+    directives = ["#PBS -N " + "x" * 140] * 20                # about 3 KB a hint
+    size = len(json.dumps(hint(user="user0", directives=directives), separators=(",", ":")))
+    client = limited_client(settings, store, clock, HintLimits(
+        bytes_per_user=int(2.5 * size), bytes_total=int(4.5 * size)))
+    statuses = [client.post("/v1/hints", json=hint(user="user0", directives=directives)
+                            ).status_code for _ in range(3)]
+    assert statuses == [202, 202, 429]
+    statuses = [client.post("/v1/hints", json=hint(user=f"user{index}", directives=directives)
+                            ).status_code for index in range(1, 4)]
+    assert statuses == [202, 202, 429]
+    assert len(store.hints()) == 4

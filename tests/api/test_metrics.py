@@ -148,6 +148,17 @@ def test_reconciler_pass_duration_and_last_success(client: FlaskClient,
     assert value(samples, "dynamictorque_reconciler_last_success_timestamp_seconds") is None
 
 
+def test_passes_that_raised_are_counted(client: FlaskClient, store: SqliteStore) -> None:
+    store.save_pass(PassReport(time=T0, duration_seconds=0.1, ok=True, summary={}))
+    assert value(scrape(client), "dynamictorque_reconciler_pass_errors_total") == 0
+
+    store.save_pass(PassReport(time=later(10), duration_seconds=0.1, ok=False,
+                               summary={"error": "KeyError: 'state'", "pass_errors": 3}))
+    samples = scrape(client)
+    assert value(samples, "dynamictorque_reconciler_pass_errors_total") == 3
+    assert value(samples, "dynamictorque_reconciler_last_pass_ok") == 0
+
+
 def test_failures_by_pool_and_the_error_class_of_the_current_streak(
         client: FlaskClient, store: SqliteStore, clock: FakeClock) -> None:
     store.add_event(T0, "failure", "gpu-001: boot timeout", hostname="gpu-001", pool="gpu",

@@ -129,6 +129,21 @@ def test_healthz_is_503_before_the_first_pass(client: FlaskClient) -> None:
     assert response.get_json()["status"] == "stale"
 
 
+def test_a_pass_that_raised_shows_failed_with_its_error(
+        client: FlaskClient, store: SqliteStore) -> None:
+    store.save_pass(PassReport(time=T0, duration_seconds=0.1, ok=False,
+                               summary={"error": "KeyError: 'state'", "pass_errors": 2}))
+
+    text = client.get("/status", headers={"Accept": "*/*"}).get_data(as_text=True)
+    body = client.get("/status", headers={"Accept": "application/json"}).get_json()
+    page = client.get("/status", headers={"Accept": "text/html"}).get_data(as_text=True)
+
+    assert "last pass: 0 s ago, FAILED, took 0.10 s: KeyError: 'state'" in text
+    assert body["last_pass"]["ok"] is False
+    assert body["last_pass"]["summary"]["error"] == "KeyError: 'state'"
+    assert "FAILED (KeyError: &#39;state&#39;)" in page
+
+
 def test_healthz_reports_a_failed_but_recent_pass_as_alive(
         client: FlaskClient, store: SqliteStore) -> None:
     store.save_pass(PassReport(time=T0, duration_seconds=0.1, ok=False, summary={}))
@@ -150,7 +165,7 @@ def test_nodes_lists_live_records_as_json(client: FlaskClient, store: SqliteStor
         "id": "rec-cloud-001", "hostname": "cloud-001", "pool": "cloud", "flavor": "m1.large",
         "cores": 4, "state": "idle", "created": "2026-01-02T03:04:05Z",
         "state_since": "2026-01-02T03:04:05Z", "instance_id": None, "address": None,
-        "drain": None, "down_since": None, "reason": ""}
+        "drain": None, "down_since": None, "reason": "", "prewarm": False}
 
 
 def test_nodes_include_deleted_records_on_request(client: FlaskClient, store: SqliteStore) -> None:

@@ -17,10 +17,10 @@ from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.batch.torque_commands import SubprocessRunner
 from dtserver.batch.torque_emulator import EmulatedJob, EmulatedNode
-from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, play_worker_user_data
+from dtserver.bootstrap import (
+    DEMO_FLAVORS, DEMO_IMAGE, build_nova_cloud, play_worker_user_data)
 from dtserver.clock import FakeClock
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
-from dtserver.cloud.nova import NovaCloud
 from dtserver.model import NodeState
 from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
@@ -63,10 +63,11 @@ class CliCluster:
         play_worker_user_data(self.nova, self.mom_starts,
                               lambda server: self.control("mom-down", server.name))
         ids = itertools.count()
+        store = SqliteStore(self.path / "dt.db")
         self.reconciler = Reconciler(
             batch=TorqueBatch(SubprocessRunner(str(self.bin_dir), timeout=30.0)),
-            cloud=NovaCloud(self.nova, cluster_id=CLUSTER_ID, clock=self.clock),
-            store=SqliteStore(self.path / "dt.db"), clock=self.clock, policy=POLICY,
+            cloud=build_nova_cloud(self.nova, store, cluster_id=CLUSTER_ID, clock=self.clock),
+            store=store, clock=self.clock, policy=POLICY,
             new_id=lambda: f"rec-{next(ids)}")
 
     # -- the world outside the reconciler ----------------------------------------------------

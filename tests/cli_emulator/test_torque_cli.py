@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_cli import (
     HOME_VARIABLE, EmulatorHome, EmulatorHomeError, init_home, install_bin, main)
+from dtserver.batch.torque_commands import SubprocessRunner
 from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.clock import FakeClock, SystemClock
+from dtserver.model import JobState
 from tests.builders import T0
 from tests.cli_emulator.support import TIMEOUT, node_states, ok, run, shell, xml_jobs
 from tests.torque_captures import load_blocks
@@ -222,3 +225,24 @@ def test_clients_of_a_stopped_server_answer_as_in_the_capture(
     ok(bin_dir, CONTROL, "server", "up")
     assert node_states(bin_dir) == {"cn01": "down,offline,MOM-list-not-sent"}
 
+
+
+def test_bytes_xml_forbids_in_a_variable_come_out_raw_and_every_job_still_reads(
+        bin_dir: Path, tmp_path: Path) -> None:
+    """51_qsub_control_bytes.txt through real processes: qsub gets the bytes in its argv,
+    qstat -x prints them raw, and TorqueBatch over subprocesses reads every job."""
+    ok(bin_dir, *CREATE_CN01)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\nsleep 1\n")
+    for name, value in (("plain", b"A=plain"), ("soh", b"X=a\x01b"), ("xff", b"X=a\xffb"),
+                        ("after", b"B=plain")):
+        done = subprocess.run([bytes(bin_dir / "qsub"), b"-N", name.encode(), b"-v", value,
+                               bytes(script)], capture_output=True, timeout=TIMEOUT,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+
+    raw = run(bin_dir, "qstat", "-x").stdout
+    assert b",X=a\x01b," in raw and b",X=a\xffb," in raw
+    jobs = TorqueBatch(SubprocessRunner(str(bin_dir))).jobs()
+    assert [job.id for job in jobs] == ["0.vm", "1.vm", "2.vm", "3.vm"]
+    assert all(job.state is JobState.QUEUED for job in jobs)

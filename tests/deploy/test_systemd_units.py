@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from dtserver.api.settings import ApiSettings
 from dtserver.cli import db_main
 from dtserver.config import Settings
 
@@ -66,29 +65,47 @@ def test_systemd_analyze_verify_reports_a_bad_directive(systemd_analyze: str,
 
 
 @pytest.mark.parametrize("name", UNIT_NAMES)
-def test_unit_runs_as_the_dedicated_user_with_hardening(name: str) -> None:
+def test_unit_runs_as_a_dedicated_user_with_hardening(name: str) -> None:
     unit = directives(name)
-    assert unit["User"] == ["dynamictorque"] and unit["Group"] == ["dynamictorque"]
+    assert unit["Group"] == ["dynamictorque"]
     assert unit["NoNewPrivileges"] == ["yes"]
     assert unit["PrivateTmp"] == ["yes"]
     assert unit["ProtectSystem"] == ["strict"]
-    assert unit["StateDirectory"] == ["dynamictorque"]
     assert "/var/lib/dynamictorque" in unit["ReadWritePaths"]
+    assert Path(unit["ReadWritePaths"][0]) == Settings().state_dir
     assert unit["Restart"] == ["on-failure"]
     assert unit["CapabilityBoundingSet"] == [""]
 
 
-@pytest.mark.parametrize("name", UNIT_NAMES)
-def test_state_directory_is_the_default_state_dir(name: str) -> None:
-    (state,) = directives(name)["StateDirectory"]
+def test_the_api_runs_as_its_own_user_in_the_reconcilers_group() -> None:
+    """A compromised API must not hold the reconciler's TORQUE manager rights (granted to
+    dynamictorque@HOST) nor read what only that user reads (clouds.yaml)."""
+    api, reconciler = directives("dtserver-api.service"), directives(
+        "dtserver-reconciler.service")
+    assert reconciler["User"] == ["dynamictorque"]
+    assert api["User"] == ["dynamictorque-api"]
+    assert api["Group"] == reconciler["Group"] == ["dynamictorque"]
+    assert "-/etc/openstack" in api["InaccessiblePaths"][0].split()
+    assert "BindPaths" not in api                       # no trqauthd socket either
+
+
+def test_only_the_reconciler_unit_declares_the_state_directory() -> None:
+    """systemd chowns a StateDirectory to its unit's user at each start: declared by both
+    units, it would flip between the two users."""
+    (state,) = directives("dtserver-reconciler.service")["StateDirectory"]
     assert Path("/var/lib") / state == Settings().state_dir
+    assert "StateDirectory" not in directives("dtserver-api.service")
+    assert "StateDirectoryMode" not in directives("dtserver-api.service")
 
 
-def test_both_units_give_the_shared_state_directory_the_same_mode() -> None:
-    """systemd sets the mode at each start: two different ones would flip it back and forth.
-    World-readable, so a hosts_file kept there can back /etc/hosts."""
-    modes = {name: directives(name)["StateDirectoryMode"] for name in UNIT_NAMES}
-    assert set(map(tuple, modes.values())) == {("0755",)}
+def test_the_state_directory_and_files_are_shared_through_the_group() -> None:
+    """Group-writable so the API can create SQLite's -wal and -shm files; sticky so it can
+    neither delete nor replace the reconciler's files (dt.db, the FIFO, a hosts_file);
+    setgid so files made there by hand get the group too. Files are made group-writable."""
+    reconciler = directives("dtserver-reconciler.service")
+    assert reconciler["StateDirectoryMode"] == ["3775"]
+    for name in UNIT_NAMES:
+        assert directives(name)["UMask"] == ["0007"], name
 
 
 def test_reconciler_unit_reaches_trqauthd_through_its_private_tmp() -> None:
@@ -99,15 +116,14 @@ def test_reconciler_unit_reaches_trqauthd_through_its_private_tmp() -> None:
     assert unit["PartOf"] == ["trqauthd.service"]
 
 
-def test_api_unit_environment_points_at_the_reconcilers_database_and_wakeup() -> None:
+def test_api_unit_reads_the_reconcilers_configuration() -> None:
+    """One file for both: [api] bind and the tokens, and the state directory, are used."""
     environment = dict(value.partition("=")[::2]
                        for value in directives("dtserver-api.service")["Environment"])
-    api = ApiSettings.from_environ(environment)
-    defaults = Settings()
-    assert api.db_path == defaults.db_path
-    assert api.wakeup_path == defaults.wakeup_path
-    assert api.token_file == Path("/etc/dynamictorque/admin.token")
-    assert api.hint_token_file is None
+    assert environment["DT_CONFIG"] == "/etc/dynamictorque/dynamic_torque.conf"
+    assert not {"DT_DB_PATH", "DT_WAKEUP_PATH", "DT_TOKEN_FILE", "DT_BIND"} & set(environment)
+    assert directives("dtserver-reconciler.service")["ExecStart"] == [
+        f"{INSTALLED_BIN}dtserver-reconciler -c {environment['DT_CONFIG']}"]
 
 
 def test_reconciler_unit_runs_the_console_scripts_with_the_system_config() -> None:

@@ -22,11 +22,11 @@ import requests
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.batch.torque_commands import SubprocessRunner
-from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, play_worker_user_data
+from dtserver.bootstrap import (
+    DEMO_FLAVORS, DEMO_IMAGE, build_nova_cloud, play_worker_user_data)
 from dtserver.clock import SystemClock
 from dtserver.cloud import Cloud
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
-from dtserver.cloud.nova import NovaCloud
 from dtserver.model import Flavor, Instance, InstanceSpec, Quota
 from dtserver.policy import Policy
 from dtserver.reconciler import Reconciler, Wakeup
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 FILTER = ROOT / "hooks" / "torque_submitfilter"
 HINT_TOKEN = "e2e-hint-token-0123456789"
-ADMIN_TOKEN = "e2e-admin-token-9876543210"
+ADMIN_TOKEN = "e2e-admin-token-9876543210fedcba9876543210"
 START_SECONDS = 30.0
 STOP_SECONDS = 15.0
 COMMAND_SECONDS = 30.0
@@ -172,7 +172,8 @@ class Site:
         self.nova = FakeNova(self.clock, flavors=DEMO_FLAVORS, images=(DEMO_IMAGE,),
                              boot_delay=0.0)
         play_worker_user_data(self.nova, self._mom_starts, lambda server: None)
-        self.cloud = TimedCloud(NovaCloud(self.nova, cluster_id="e2e", clock=self.clock))
+        self.cloud = TimedCloud(build_nova_cloud(self.nova, self.store, cluster_id="e2e",
+                                                 clock=self.clock))
         self.batch = TorqueBatch(SubprocessRunner(str(self.bin_dir), timeout=COMMAND_SECONDS))
         self.reconciler = Reconciler(batch=self.batch, cloud=self.cloud, store=self.store,
                                      clock=self.clock, policy=self.policy)

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.hooks.support import (Certificate, HungServer, RecordingServer,
+from tests.hooks.support import (Certificate, HungServer, ProxyTrap, RecordingServer,
                                  self_signed_certificate)
 
 
@@ -36,3 +36,10 @@ def tls_service(certificate: Certificate) -> Iterator[RecordingServer]:
     server = RecordingServer(tls=certificate)
     yield server
     server.close()
+
+
+@pytest.fixture
+def proxy_trap() -> Iterator[ProxyTrap]:
+    trap = ProxyTrap()
+    yield trap
+    trap.close()

@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -13,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 FILTER = HOOKS / "torque_submitfilter"
@@ -48,18 +49,31 @@ def qsub_command(args: Sequence[str], *, interactive: bool = False) -> str:
 
 
 def run_filter(args: Sequence[str], script: bytes, *, config: Path | None, cwd: Path,
-               interactive: bool = False, timeout: float = 10) -> FilterRun:
-    """Run the filter through /bin/sh with a clean environment; its stdout goes to a file."""
+               interactive: bool = False, timeout: float = 10,
+               environ: Mapping[str, str] | None = None) -> FilterRun:
+    """Run the filter through /bin/sh with a clean environment (plus `environ`); its stdout
+    goes to a file. A filter still running after `timeout` seconds is a hang, as qsub would
+    see it: its process group is killed and the test fails."""
     out = cwd / "qsub.out"
     command = f"{qsub_command(args, interactive=interactive)} >{out}"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", **(environ or {})}
     if config is not None:
         env["DT_FILTER_CONFIG"] = str(config)
     started = time.monotonic()
-    done = subprocess.run(["/bin/sh", "-c", command], input=script, stderr=subprocess.PIPE,
-                          env=env, cwd=cwd, timeout=timeout, check=False)
+    # A session of its own: sh may fork the filter rather than exec it, and a hung filter
+    # must not outlive the test.
+    process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=cwd,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(script, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"the filter was still running after {timeout} s: "
+                             "qsub would hang") from None
     elapsed = time.monotonic() - started
-    return FilterRun(done.returncode, out.read_bytes(), done.stderr, elapsed)
+    return FilterRun(process.returncode, out.read_bytes(), stderr, elapsed)
 
 
 def write_config(directory: Path, **settings: Any) -> Path:
@@ -169,6 +183,59 @@ class HungServer:
         for connection in self._held:
             connection.close()
         self._listener.close()
+
+
+class ProxyTrap:
+    """A loopback listener standing in for an HTTP proxy: it records the first bytes of
+    every connection made to it and answers nothing, so a request sent through it fails."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._listener.settimeout(0.05)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _take(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(2)
+            try:
+                self._requests.append(connection.recv(4096))
+            except OSError:
+                self._requests.append(b"")
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._take(connection)
+
+    def requests(self) -> list[bytes]:
+        """What each connection sent, including connections still in the accept queue."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.setblocking(False)
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except BlockingIOError:
+                return list(self._requests)
+            self._take(connection)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def proxy_environment(proxy_url: str) -> dict[str, str]:
+    """Every variable through which urllib, requests or curl would pick a proxy."""
+    names = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+    return {name: proxy_url for name in names}
 
 
 def self_signed_certificate(directory: Path) -> Certificate:

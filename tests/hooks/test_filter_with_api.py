@@ -11,6 +11,7 @@ from dtserver.api import create_app
 from dtserver.api.devserver import ThreadServer, serve_in_thread
 from dtserver.api.settings import ApiSettings
 from dtserver.reconciler import hint_from_stored
+from dtserver.store import HintLimits
 from dtserver.store.sqlite import SqliteStore
 from tests.hooks.support import FJOB, current_user, filter_log, run_filter, write_config
 
@@ -83,3 +84,22 @@ def test_a_request_the_api_cannot_parse_is_refused_and_logged(
     assert "hint refused status=400" in filter_log(tmp_path)
     assert "invalid_resources" in filter_log(tmp_path)
     assert store.hints() == ()
+
+
+def test_a_hint_beyond_the_users_limit_gets_429_and_the_job_still_goes_through(
+        tmp_path: Path, store: SqliteStore) -> None:
+    app = create_app(ApiSettings(db_path=tmp_path / "dt.db",
+                                 hint_limits=HintLimits(per_user=1)), store=store)
+    server = serve_in_thread(app, "127.0.0.1", 0)
+    try:
+        config = api_config(tmp_path, server, token=None)
+        first = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
+        second = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
+    finally:
+        server.shutdown()
+
+    assert [(run.status, run.stdout, run.stderr) for run in (first, second)] == [
+        (0, FJOB, b""), (0, FJOB, b"")]
+    assert "hint refused status=429" in filter_log(tmp_path)
+    assert "too_many_hints" in filter_log(tmp_path)
+    assert len(store.hints()) == 1

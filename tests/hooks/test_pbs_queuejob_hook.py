@@ -15,8 +15,9 @@ from dtserver.api.settings import ApiSettings
 from dtserver.store.sqlite import SqliteStore
 from tests.hooks import fake_pbs
 from tests.hooks.fake_pbs import Event, Job, ResourceList
-from tests.hooks.support import (PBS_HOOK, Certificate, HungServer, RecordingServer,
-                                 closed_port_url, write_config)
+from tests.hooks.support import (PBS_HOOK, Certificate, HungServer, ProxyTrap,
+                                 RecordingServer, closed_port_url, proxy_environment,
+                                 write_config)
 
 
 def run_hook(monkeypatch: pytest.MonkeyPatch, event: Event,
@@ -64,6 +65,23 @@ def test_queued_job_is_announced_with_its_raw_resources(
         "submit_host": "login1.example.org",
         "array": "1-10%2",
     }
+
+
+def test_proxy_variables_never_carry_the_hint_or_its_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service: RecordingServer,
+        proxy_trap: ProxyTrap) -> None:
+    token = tmp_path / "hint.token"
+    token.write_text("hint-token-123\n", encoding="utf-8")
+    config = write_config(tmp_path, url=service.url, token_file=token)
+    for name, value in proxy_environment(proxy_trap.url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+
+    run_hook(monkeypatch, Event(job()), config)
+
+    assert service.received[0].headers["Authorization"] == "Bearer hint-token-123"
+    assert proxy_trap.requests() == []
 
 
 def test_https_url_is_posted_over_tls_trusting_the_configured_ca(

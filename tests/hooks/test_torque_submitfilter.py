@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hooks.support import (FILTER, FJOB, PBS_HOOK, Certificate, HungServer,
+from tests.hooks.support import (FILTER, FJOB, PBS_HOOK, Certificate, HungServer, ProxyTrap,
                                  RecordingServer, closed_port_url, current_user, filter_log,
-                                 run_filter, write_config)
+                                 proxy_environment, run_filter, write_config)
 
 
 def posted(service: RecordingServer) -> dict[str, Any]:
@@ -370,6 +370,121 @@ def test_control_characters_never_reach_the_hint_text(tmp_path: Path,
     hint = posted(service)
     assert hint["directives"] == ["#PBS -l nodes=1 \ufffd[31m", "#PBS -N a\ufffdb"]
     assert "job_name" not in hint
+
+
+# --- a hostile log_file or proxy setting ----------------------------------------------------
+# Any user can put a FIFO, a directory or a symlink where log_file points (a /tmp path,
+# say). None of them may hang qsub, change the script or make the filter write elsewhere.
+# The 30 s timeout only detects a hang; run_filter kills a filter that outlives it.
+
+HANG = 30
+
+
+@pytest.fixture(params=["service answers", "lookup hangs"])
+def config_with_log(request: pytest.FixtureRequest, tmp_path: Path,
+                    service: RecordingServer) -> Any:
+    """A config whose log_file the test replaces; with "lookup hangs" the worker is still
+    busy at the deadline (a token FIFO blocks it as a hung DNS lookup would)."""
+    def make(log: Path) -> Path:
+        extra: dict[str, Any] = {}
+        if request.param == "lookup hangs":
+            token = tmp_path / "token.fifo"
+            os.mkfifo(token)
+            extra["token_file"] = token
+        return write_config(tmp_path, url=service.url, log_file=log, warn_on_stderr="yes",
+                            **extra)
+    return make
+
+
+def test_a_fifo_as_log_file_does_not_hang_qsub(tmp_path: Path, config_with_log: Any) -> None:
+    log = tmp_path / "filter.log.fifo"
+    os.mkfifo(log)                    # nobody reads it: a blocking open would wait forever
+
+    run = run_filter(["-l", "nodes=1", "job.sh"], FJOB, config=config_with_log(log),
+                     cwd=tmp_path, timeout=HANG)
+
+    assert (run.status, run.stdout) == (0, FJOB)
+
+
+def test_a_fifo_with_a_reader_gets_no_log_lines(tmp_path: Path, service: RecordingServer) -> None:
+    log = tmp_path / "filter.log.fifo"
+    os.mkfifo(log)
+    reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK)      # someone listening in
+    try:
+        config = write_config(tmp_path, url=service.url, log_file=log)
+
+        run = run_filter(["-l", "nodes=1", "job.sh"], FJOB, config=config, cwd=tmp_path,
+                         timeout=HANG)
+
+        try:
+            heard = os.read(reader, 1 << 16)
+        except BlockingIOError:
+            heard = b""
+    finally:
+        os.close(reader)
+    assert (run.status, run.stdout, run.stderr) == (0, FJOB, b"")
+    assert len(service.received) == 1           # the hint went out; only the log was skipped
+    assert heard == b""
+
+
+@pytest.mark.parametrize("target_exists", [True, False], ids=["to-a-file", "dangling"])
+def test_a_symlink_as_log_file_is_not_followed(tmp_path: Path, config_with_log: Any,
+                                               target_exists: bool) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / "victim"
+    if target_exists:
+        target.write_bytes(b"not yours\n")
+    log = tmp_path / "filter.log"
+    log.symlink_to(target)
+
+    run = run_filter(["-l", "nodes=1", "job.sh"], FJOB, config=config_with_log(log),
+                     cwd=tmp_path, timeout=HANG)
+
+    assert (run.status, run.stdout) == (0, FJOB)
+    assert log.is_symlink()
+    if target_exists:
+        assert target.read_bytes() == b"not yours\n"
+    else:
+        assert not target.exists()
+
+
+def test_a_directory_as_log_file_is_skipped(tmp_path: Path, config_with_log: Any) -> None:
+    log = tmp_path / "filter.log.d"
+    log.mkdir()
+
+    run = run_filter(["-l", "nodes=1", "job.sh"], FJOB, config=config_with_log(log),
+                     cwd=tmp_path, timeout=HANG)
+
+    assert (run.status, run.stdout) == (0, FJOB)
+    assert list(log.iterdir()) == []
+
+
+def test_a_log_file_the_filter_creates_is_private_to_the_submitter(
+        tmp_path: Path, service: RecordingServer) -> None:
+    config = write_config(tmp_path, url=service.url)
+
+    run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
+
+    assert (run.status, run.stdout) == (0, FJOB)
+    assert "hint sent status=202" in filter_log(tmp_path)
+    assert (tmp_path / "filter.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_proxy_variables_never_carry_the_hint_or_its_token(
+        tmp_path: Path, service: RecordingServer, proxy_trap: ProxyTrap) -> None:
+    # qsub hands the user's environment to the filter; the hint token must not go to a
+    # proxy the user names (the filter speaks HTTP on its own sockets).
+    token = tmp_path / "hint.token"
+    token.write_text("hint-secret\n", encoding="utf-8")
+    config = write_config(tmp_path, url=service.url, token_file=token)
+
+    run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path,
+                     environ=proxy_environment(proxy_trap.url))
+
+    assert (run.status, run.stdout, run.stderr) == (0, FJOB, b"")
+    assert service.received[0].headers["Authorization"] == "Bearer hint-secret"
+    assert proxy_trap.requests() == []
 
 
 # --- the files themselves ------------------------------------------------------------------

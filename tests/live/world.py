@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from dtserver.batch.torque import TorqueBatch
+from dtserver.bootstrap import build_nova_cloud
 from dtserver.batch.torque_emulator import EmulatedJob, TorqueEmulator
 from dtserver.clock import FakeClock, SystemClock
 from dtserver.cloud import Cloud
-from dtserver.cloud.nova import NovaCloud
 from dtserver.cloud.nova_session import build_nova_client
 from dtserver.model import Flavor, Instance, InstanceSpec, Quota
 from dtserver.policy import Policy, Pool
@@ -40,12 +40,12 @@ runcmd:
 """
 
 
-def live_policy(live: LiveNova, *, max_nodes: int = 4) -> Policy:
+def live_policy(live: LiveNova, *, max_nodes: int = 4, name_prefix: str = "e2e-") -> Policy:
     """One pool of 2-core nodes; short timers so a whole life fits in well under a minute."""
     flavor = next(item for item in live.flavors if item.name == FLAVOR)
     pool = Pool(name=POOL, flavors=(flavor,), image=live.endpoint.image,
                 zone=live.endpoint.zone, network=live.endpoint.network, max_nodes=max_nodes,
-                name_prefix="e2e-", user_data_template=USER_DATA)
+                name_prefix=name_prefix, user_data_template=USER_DATA)
     return Policy(pools=(pool,), queues=frozenset({"batch"}),
                   idle_timeout=timedelta(seconds=30), launch_grace=timedelta(seconds=30),
                   boot_timeout=timedelta(seconds=600))
@@ -83,6 +83,17 @@ class RecordingCloud:
         return self.cloud.quota()
 
 
+class CurrentStore:
+    """The store of the world's running reconciler, whichever restart it is: the cloud is
+    built once, and a restart opens a new store on the same file."""
+
+    def __init__(self, world: LiveWorld) -> None:
+        self._world = world
+
+    def __getattr__(self, name: str):
+        return getattr(self._world.store, name)
+
+
 class CrashingCloud(RecordingCloud):
     """Dies at the first create: before it reaches Nova, or after Nova took it but before
     the reconciler could write the instance id into its record."""
@@ -108,14 +119,17 @@ class LiveWorld:
     seen: dict[str, Instance] = field(default_factory=dict)       # ACTIVE, by instance id
     exec_hosts: dict[str, str] = field(default_factory=dict)      # job id -> exec_host
     passes: int = 0
+    wall_pause: float = WALL_PAUSE   # 0 when another world's passes already give Nova time
 
     def __post_init__(self) -> None:
         self.emulator = TorqueEmulator(self.clock, server_name=TORQUE_SERVER)
         self.batch = TorqueBatch(self.emulator, queues=self.policy.queues)
         client = build_nova_client(cloud_name=CLOUD_NAME, auth={}, region=None)
-        self.nova = NovaCloud(client, cluster_id=CLUSTER, network=self.live.endpoint.network)
+        # Opened now for the installation id; each reconciler() opens it again.
+        self.store: SqliteStore | None = SqliteStore(self.db_path)
+        self.nova = build_nova_cloud(client, CurrentStore(self), cluster_id=CLUSTER,
+                                     network=self.live.endpoint.network)
         self.cloud = RecordingCloud(self.nova)
-        self.store: SqliteStore | None = None
         self._cores = {flavor.id: flavor.cores for flavor in self.live.flavors}
 
     def reconciler(self, cloud: Cloud | None = None) -> Reconciler:
@@ -136,7 +150,7 @@ class LiveWorld:
         self.passes += 1
         self.play_cloud_init()
         self.note_jobs()
-        time.sleep(WALL_PAUSE)
+        time.sleep(self.wall_pause)
 
     def run_until(self, reconciler: Reconciler, condition: Callable[[], bool], *,
                   wall_seconds: float = 60.0) -> None:

@@ -1,10 +1,12 @@
 """The behaviours of a real pbs_server that the emulator must reproduce, run against both:
 the okclients window of a new entry, a note given at creation, saved offline flags and
-notes across `delete node` + `create node` and a restart, the refused early mom, and
-qsub's own checks of a script file. The emulator runs on a fake clock; real TORQUE
-(tests/tooling/realtorque) on the wall clock with a real mom in a network namespace."""
+notes across `delete node` + `create node` and a restart, the refused early mom, qsub's
+own checks of a script file, and the raw bytes of a user's variables in `qstat -x`. The
+emulator runs on a fake clock; real TORQUE (tests/tooling/realtorque) on the wall clock
+with a real mom in a network namespace."""
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,9 +18,9 @@ import pytest
 from dtserver.batch.hosts import HostsFile
 from dtserver.batch.torque_commands import CommandResult
 from dtserver.batch.torque_emulator import TorqueEmulator
-from dtserver.batch.torque_parse import parse_pbsnodes_xml
+from dtserver.batch.torque_parse import iter_qstat_jobs, parse_pbsnodes_xml
 from dtserver.clock import FakeClock
-from dtserver.model import Node
+from dtserver.model import JobState, Node
 from tests.builders import T0
 from tests.torque_captures import DATA, load_blocks
 from tests.tooling.realtorque.moms import CloudServer, MomFleet
@@ -28,10 +30,12 @@ SETTLE = 12.0              # past the ~10 s a new entry settles (SEND_DELAY_AFTE
 STATUS_INTERVAL = 20       # the moms' $status_update_time here, to keep the early mom short
 SLOT_NOTE = "dynamictorque: slot, no instance"
 MOM_ADDRESS = "169.254.80.250"      # outside what the Nova harness hands out
+JOB_SCRIPT = b"#!/bin/sh\nsleep 1\n"
 
 
 class Backend(Protocol):
     def run(self, *argv: str) -> CommandResult: ...
+    def submit(self, *argv: str) -> CommandResult: ...
     def wait(self, seconds: float) -> None: ...
     def restart(self) -> None: ...
     def start_mom(self, name: str, cores: int) -> None: ...
@@ -44,6 +48,9 @@ class Emulated:
 
     def run(self, *argv: str) -> CommandResult:
         return self.emulator.run(list(argv))
+
+    def submit(self, *argv: str) -> CommandResult:
+        return self.emulator.run(["qsub", *argv], stdin=JOB_SCRIPT)
 
     def wait(self, seconds: float) -> None:
         self.clock.advance(timedelta(seconds=seconds))
@@ -65,6 +72,13 @@ class Real:
     def run(self, *argv: str) -> CommandResult:
         result = self.torque.server.run(argv)
         return CommandResult(tuple(argv), result.returncode, result.stdout,
+                             result.stderr.decode(errors="replace"))
+
+    def submit(self, *argv: str) -> CommandResult:
+        """qsub as the job user: the server refuses root's jobs."""
+        result = self.torque.server.run(["qsub", *argv], user=self.torque.job_user,
+                                        input=JOB_SCRIPT)
+        return CommandResult(("qsub", *argv), result.returncode, result.stdout,
                              result.stderr.decode(errors="replace"))
 
     def wait(self, seconds: float) -> None:
@@ -178,3 +192,22 @@ def test_qsub_refuses_dos_and_non_ascii_script_files_before_anything_else(
         result = server.run("qsub", str(script))
         expected = steps[f"qsub {name}"]
         assert (result.status, result.stderr) == (expected.exit_code, expected.stderr)
+
+
+def test_bytes_xml_forbids_in_a_users_variables_come_out_raw_and_every_job_reads(
+        server: Backend) -> None:
+    """51_qsub_control_bytes.txt: qsub takes them, `qstat -x` prints them raw (no longer
+    well-formed XML), and the parser still reads every job."""
+    created(server, "cn01")             # the emulator's batch queue defaults to nodes=1
+    # "\udcff" is how sys.argv holds the byte 0xff; it reaches qsub as that byte.
+    for name, value in (("plain", "A=plain"), ("soh", "X=a\x01b"), ("xff", "X=a\udcffb"),
+                        ("after", "B=plain")):
+        submitted = server.submit("-N", name, "-v", value)
+        assert (submitted.status, submitted.stderr) == (0, ""), name
+    listing = server.run("qstat", "-x")
+    assert listing.status == 0
+    assert b",X=a\x01b," in listing.stdout and b",X=a\xffb," in listing.stdout
+    assert b"<submit_args>-N soh -v X=a\x01b</submit_args>" in listing.stdout
+    jobs = list(iter_qstat_jobs(io.BytesIO(listing.stdout)))
+    assert len({job.id for job in jobs}) == 4
+    assert all(job.state is JobState.QUEUED for job in jobs)

@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from dtserver.batch.torque import TorqueBatch
-from dtserver.bootstrap import DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world
+from dtserver.bootstrap import (
+    DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world, build_nova_cloud)
 from dtserver.clock import FakeClock
-from dtserver.cloud.nova import NovaCloud
 from dtserver.model import NodeEvent
 from dtserver.policy import Policy, Pool
 from dtserver.reconciler import Reconciler, Report
@@ -53,7 +53,8 @@ class Cluster:
     def new_reconciler(self) -> Reconciler:
         """A fresh reconciler on the same store, as after a crash and restart."""
         return Reconciler(batch=TorqueBatch(self.world.runner()),
-                          cloud=NovaCloud(self.world.nova, cluster_id=CLUSTER, clock=self.clock),
+                          cloud=build_nova_cloud(self.world.nova, self.store,
+                                                 cluster_id=CLUSTER, clock=self.clock),
                           store=self.store, clock=self.clock, policy=self.policy,
                           new_id=lambda: f"rec-{next(self.ids)}",
                           on_event=self.node_events.append)

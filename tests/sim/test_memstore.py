@@ -8,7 +8,9 @@ import pytest
 from dtserver.model import (
     DrainKind, ErrorKind, Flavor, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
 from dtserver.sim.memstore import MemoryStore
-from dtserver.store import CataloguePool, PassReport, PoolCatalogue, RecordNotFound, StoreError
+from dtserver.store import (
+    CataloguePool, HintLimitReached, HintLimits, PassReport, PoolCatalogue, RecordNotFound,
+    StoreError)
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0
 
@@ -95,3 +97,37 @@ def test_only_the_latest_pool_catalogue_is_kept_with_its_time(store):
     store.save_pool_catalogue(T0, first)
     store.save_pool_catalogue(T0 + timedelta(seconds=30), second)
     assert store.pool_catalogue() == (T0 + timedelta(seconds=30), second)
+
+
+def test_every_store_has_its_own_installation_id(tmp_path):
+    stores = [MemoryStore(), MemoryStore(), SqliteStore(tmp_path / "a.db")]
+    ids = [store.installation_id() for store in stores]
+    assert len(set(ids)) == 3 and all(len(value) == 32 for value in ids)
+    assert stores[0].installation_id() == ids[0]
+
+
+def test_hints_are_bounded_per_user_and_in_total_and_read_incrementally(store):
+    limits = HintLimits(per_user=2, total=3)
+    first = store.add_hint(T0, {"user": "alice"}, source="192.0.2.1", limits=limits)
+    store.add_hint(T0, {"user": "alice"}, limits=limits)
+    with pytest.raises(HintLimitReached):
+        store.add_hint(T0, {"user": "alice"}, limits=limits)
+    store.add_hint(T0, {"user": "bob"}, limits=limits)
+    with pytest.raises(HintLimitReached):
+        store.add_hint(T0, {"user": "carol"}, limits=limits)
+    assert [hint.payload["user"] for hint in store.hints()] == ["alice", "alice", "bob"]
+    assert store.hints()[0].source == "192.0.2.1"
+    assert [hint.payload["user"] for hint in store.hints(after_id=first)] == ["alice", "bob"]
+    store.delete_hints([first])
+    assert len(store.hint_ids()) == 2
+    store.add_hint(T0, {"user": "alice"}, limits=limits)      # room again once one left
+
+
+def test_hint_strikes_count_by_user_and_source_within_the_window(store):
+    hour = timedelta(hours=1)
+    store.add_hint_strike("mallory", "192.0.2.9", T0, forget_before=T0 - hour)
+    store.add_hint_strike("mallory", None, T0 + hour, forget_before=T0)
+    store.add_hint_strike("eve", "192.0.2.9", T0 + 2 * hour, forget_before=T0 + hour)
+    strikes = store.hint_strikes(T0 + hour)
+    assert strikes.by_user == {"mallory": 1, "eve": 1}
+    assert strikes.by_source == {"192.0.2.9": 1}

@@ -25,7 +25,8 @@ from dtserver.model import (
     PoolHealth,
 )
 from dtserver.store import (
-    CataloguePool, PassReport, PoolCatalogue, RecordNotFound, Store, StoreError)
+    CataloguePool, HintLimitReached, HintLimits, PassReport, PoolCatalogue, RecordNotFound,
+    Store, StoreError)
 from dtserver.store.sqlite import SqliteStore, connect, latest_version
 from tests.builders import T0, record
 
@@ -51,7 +52,7 @@ def full_record() -> NodeRecord:
                since=T0 + timedelta(seconds=90, microseconds=123456),
                created=(T0 + timedelta(microseconds=7)).astimezone(UTC_PLUS_2),
                down_since=T0 + timedelta(minutes=3), instance_id="6f1c0e7a-uuid"),
-        address="10.0.0.7", reason="dtadmin kill")
+        address="10.0.0.7", reason="dtadmin kill", prewarm=True)
 
 
 def user_version(path: Path) -> int:
@@ -363,6 +364,20 @@ def test_a_version_2_database_is_migrated_keeping_its_data_and_has_no_catalogue(
     assert user_version(db_path) == latest_version() >= 3
 
 
+def test_hints_waiting_in_a_version_3_database_count_against_their_users_limit(db_path):
+    folder = resources.files("dtserver.store") / "migrations"
+    with sqlite3.connect(db_path) as raw:
+        for name in ("0001_init.sql", "0002_event_error_kind.sql", "0003_pool_catalogue.sql"):
+            raw.executescript((folder / name).read_text())
+        raw.execute("INSERT INTO hints (received, payload) VALUES "
+                    "('2026-11-25T12:00:00.000000+00:00', '{\"user\": \"alice\"}')")
+        raw.execute("PRAGMA user_version = 3")
+    with SqliteStore(db_path) as migrated:
+        with pytest.raises(HintLimitReached):
+            migrated.add_hint(T0, {"user": "alice"}, limits=HintLimits(per_user=1))
+        migrated.add_hint(T0, {"user": "bob"}, limits=HintLimits(per_user=1))
+
+
 def full_catalogue() -> PoolCatalogue:
     """Every field away from its default: sets of several items, GPUs, both core caps."""
     return PoolCatalogue(
@@ -504,3 +519,27 @@ def test_a_store_inherited_across_fork_opens_its_own_connections(store):
     assert child.exitcode == 0
     store.add_hint(T0, {"writer": "parent"})
     assert [hint.payload["writer"] for hint in store.hints()] == ["parent", "child", "parent"]
+
+
+# --- installation id --------------------------------------------------------------------
+
+def test_a_new_database_gets_a_random_installation_id_that_it_keeps(db_path, tmp_path):
+    with SqliteStore(db_path) as first:
+        installation = first.installation_id()
+    with SqliteStore(db_path) as reopened:
+        assert reopened.installation_id() == installation
+    with SqliteStore(tmp_path / "other.db") as other:
+        assert other.installation_id() != installation
+    assert len(installation) == 32 and int(installation, 16) >= 0
+
+
+def test_an_older_database_gets_its_installation_id_when_migrated(db_path):
+    folder = resources.files("dtserver.store") / "migrations"
+    with sqlite3.connect(db_path) as raw:
+        for name in ("0001_init.sql", "0002_event_error_kind.sql", "0003_pool_catalogue.sql"):
+            raw.executescript((folder / name).read_text())
+        raw.execute("PRAGMA user_version = 3")
+    with SqliteStore(db_path) as migrated:
+        installation = migrated.installation_id()
+    with SqliteStore(db_path) as reopened:
+        assert reopened.installation_id() == installation

@@ -59,3 +59,15 @@ def test_no_valid_host_is_a_capacity_error_and_a_boot_timeout_a_boot_failure(tmp
     cluster.run(1500)
     names = [event.name for event in cluster.node_events]
     assert names[0] == "capacity_error" and "boot_failed" in names
+
+
+def test_a_failing_command_is_logged_with_its_secrets_masked(caplog):
+    caplog.set_level(logging.WARNING)
+    runner = EventRunner(EventCommands(post_add_node=(
+        sys.executable, "-c", "import sys; sys.exit(3)", "--token", "abc123",
+        "https://hook.example.org/x?token=qwe789", "{0}")))
+    runner(EVENT)
+    runner.close()
+
+    assert "status=3" in caplog.text and "vnode-001" in caplog.text
+    assert "abc123" not in caplog.text and "qwe789" not in caplog.text

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dtserver.batch.torque_parse import well_formed
 from dtserver.model import ArraySpec, Chunk, Request
 from dtserver.nodespec import (
     MAX_CORES,
@@ -55,7 +56,8 @@ def qsub_call(command: str) -> tuple[str, list[str], str | None]:
 def qstat_jobs(path: Path) -> dict[str, tuple[dict[str, str], str | None]]:
     """Job id -> (Resource_List mapping, job_array_request) from a qstat -x capture."""
     jobs = {}
-    for job in ElementTree.parse(path).getroot():
+    # Real TORQUE prints users' control bytes raw (51_qsub_control_bytes.txt).
+    for job in ElementTree.fromstring(well_formed(path.read_bytes())):
         resource_list = job.find("Resource_List")
         resources = {} if resource_list is None else {
             element.tag: element.text or "" for element in resource_list}
@@ -160,15 +162,16 @@ QSTAT_EXPECTED = {
                      Chunk(count=2, properties=frozenset({"bigmem"})), walltime=3600),
     "17.vm": request(Chunk(count=1, cores=4), walltime=3600),
     "22.vm": request(walltime=3600),
+    **{f"{number}.dt-head": request(walltime=600) for number in range(9)},
 }
 
 QSTAT_CAPTURES = sorted((DATA / "xml").glob("qstat-*.xml"))
 
 
-def test_all_four_qstat_captures_are_present():
+def test_all_five_qstat_captures_are_present():
     assert [path.name for path in QSTAT_CAPTURES] == [
         "qstat-f-x.job1.deleted_while_running.xml", "qstat-f-x.mixed.xml",
-        "qstat-t-x.mixed.xml", "qstat-x.mixed.xml"]
+        "qstat-t-x.mixed.xml", "qstat-x.control-bytes.xml", "qstat-x.mixed.xml"]
 
 
 @pytest.mark.parametrize("path", QSTAT_CAPTURES, ids=lambda path: path.name)

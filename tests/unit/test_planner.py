@@ -241,6 +241,13 @@ def test_min_nodes_are_launched_without_demand():
     assert launched(result) == [("cloud-001", "m1.small"), ("cloud-002", "m1.small")]
 
 
+def test_a_job_qstat_could_not_read_gets_a_verdict_and_no_node():
+    result = planned(snapshot(jobs=[job(state=JobState.UNKNOWN)]))
+    assert launched(result) == []
+    assert verdict(result, "1.vm").status == "not-eligible"
+    assert "could not be read" in verdict(result, "1.vm").reason
+
+
 # --- hints --------------------------------------------------------------------------------
 
 def test_a_live_hint_launches_before_the_job_is_seen():

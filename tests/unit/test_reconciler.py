@@ -1,17 +1,21 @@
 """The reconciler shell: write-ahead records, isolation of failures, hints, lock, wakeup."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 from novaclient import exceptions as nova_exc
 
-from dtserver.actions import LaunchInstance
+from dtserver import planning
+from dtserver.actions import (
+    DeleteInstance, ExpireHint, LaunchInstance, Plan, PokeScheduler, RegisterSlot, ReleaseNode)
 from dtserver.api.wakeup import wake_reconciler
-from dtserver.model import ErrorKind, NodeState
+from dtserver.model import ErrorKind, NodeRecord, NodeState
 from dtserver.batch.torque import TorqueBatch
-from dtserver.cloud.nova import NovaCloud
+from dtserver.batch.torque_commands import CommandTimeout
+from dtserver.bootstrap import build_nova_cloud
 from dtserver.reconciler import Reconciler, ReconcilerLocked, SingleInstanceLock, Wakeup
 from tests.sim.scenario import Cluster, scenario_policy
 
@@ -123,7 +127,8 @@ def test_a_slow_join_runs_in_the_background_while_new_demand_launches(cluster):
     gate = threading.Event()
     reconciler = Reconciler(
         batch=GatedJoins(TorqueBatch(cluster.world.runner()), gate),
-        cloud=NovaCloud(cluster.world.nova, cluster_id="scenario", clock=cluster.clock),
+        cloud=build_nova_cloud(cluster.world.nova, cluster.store, cluster_id="scenario",
+                               clock=cluster.clock),
         store=cluster.store, clock=cluster.clock, policy=cluster.policy, background_workers=2)
     cluster.submit({"nodes": "1:ppn=8"}, 600)
     reconciler.run_once()
@@ -162,3 +167,214 @@ def test_a_woken_pass_plans_from_the_last_cloud_read_and_our_creates_since(clust
     assert sum(1 for c in cluster.world.nova.calls if c.operation == "servers.create") == 2
     cluster.reconciler.run_once(cloud_view_age=0)      # too old: read again
     assert sum(1 for c in cluster.world.nova.calls if c.operation == "servers.list") > lists
+
+
+# --- TORQUE stops answering in the middle of a pass -----------------------------------------
+
+class UnansweringTorque:
+    """A Batch that could be read when the pass observed it and then stops answering: every
+    change waits out its command timeout (CommandTimeout, a BatchUnavailable). Counts the
+    calls; `answering` brings it back."""
+
+    def __init__(self, nodes=()) -> None:
+        self._nodes = tuple(nodes)
+        self.calls: list[str] = []
+        self.answering = False
+
+    def nodes(self):
+        return self._nodes
+
+    def jobs(self):
+        return ()
+
+    def _change(self, name: str) -> None:
+        self.calls.append(name)
+        if not self.answering:
+            raise CommandTimeout(f"{name}: qmgr timed out after 30.0s")
+
+    def register_slot(self, *args) -> None:
+        self._change("register_slot")
+
+    def join_node(self, *args) -> None:
+        self._change("join_node")
+
+    def offline_node(self, *args) -> None:
+        self._change("offline_node")
+
+    def clear_node(self, *args) -> None:
+        self._change("clear_node")
+
+    def release_node(self, *args) -> None:
+        self._change("release_node")
+
+    def poke_scheduler(self) -> None:
+        self._change("poke_scheduler")
+
+
+def reconciler_on(cluster, batch, **kwargs) -> Reconciler:
+    return Reconciler(batch=batch, cloud=build_nova_cloud(cluster.world.nova, cluster.store,
+                                                          cluster_id="scenario",
+                                                          clock=cluster.clock),
+                      store=cluster.store, clock=cluster.clock, policy=cluster.policy,
+                      **kwargs)
+
+
+DEFERRED = "deferred: TORQUE unavailable"
+
+
+def test_a_pass_stops_calling_torque_after_it_stops_answering(tmp_path):
+    cluster = Cluster(tmp_path, scenario_policy(max_nodes=20))
+    torque = UnansweringTorque()
+    reconciler = reconciler_on(cluster, torque)
+
+    report = reconciler.run_once()        # no entry yet: 20 slots to register
+
+    assert len(report.outcomes) == 20
+    assert torque.calls == ["register_slot"]
+    first, *rest = report.outcomes
+    assert not first.ok and "timed out" in first.message
+    assert all((o.ok, o.deferred, o.message) == (False, True, DEFERRED) for o in rest)
+    summary = cluster.store.last_pass().summary
+    assert (summary["failed"], summary["deferred"]) == (1, 19)
+
+    torque.answering = True               # the next pass tries again
+    reconciler.run_once()
+    assert torque.calls.count("register_slot") == 21
+
+
+def test_cloud_and_store_steps_still_run_and_a_deferred_nodes_later_steps_wait(
+        cluster, monkeypatch):
+    for _ in range(2):
+        cluster.submit({"nodes": "1:ppn=8"}, 600)
+    cluster.step(1)
+    kept, released = cluster.store.records()
+    hint = cluster.store.add_hint(cluster.clock.now(), {"user": "alice", "queue": "batch",
+                                                        "resources": ["nodes=1:ppn=1"]})
+    slots = [name for name in cluster.policy.pools[0].slot_names
+             if name not in (kept.hostname, released.hostname)]
+    torque = UnansweringTorque()
+    plan = Plan(actions=(
+        RegisterSlot(slots[0], "cloud", 8, frozenset({"CLOUD"})),
+        PokeScheduler("a node turned free"),
+        ReleaseNode(released.id, released.hostname, 8, frozenset({"CLOUD"}), "idle"),
+        DeleteInstance(released.id, released.instance_id, "released"),
+        DeleteInstance(kept.id, kept.instance_id, "its entry is already gone"),
+        ExpireHint(hint, "expired"),
+        LaunchInstance(slots[1], "cloud", "m1.small", 2, "demand"),
+    ))
+    monkeypatch.setattr("dtserver.planning.plan", lambda *args: plan)
+
+    report = reconciler_on(cluster, torque).run_once()
+
+    assert torque.calls == ["register_slot"]
+    assert [(o.action, o.ok, o.deferred) for o in report.outcomes] == [
+        ("RegisterSlot", False, False), ("PokeScheduler", False, True),
+        ("ReleaseNode", False, True), ("DeleteInstance", False, True),
+        ("DeleteInstance", True, False), ("ExpireHint", True, False),
+        ("LaunchInstance", True, False)]
+    deleted = [call.args["server"] for call in cluster.world.nova.calls
+               if call.operation == "servers.delete"]
+    assert deleted == [kept.instance_id]
+    assert hint not in cluster.store.hint_ids()
+
+
+def test_background_steps_stop_calling_torque_after_it_stops_answering(cluster, monkeypatch):
+    now = cluster.clock.now()
+    records = [NodeRecord(f"rec-{index}", hostname, "cloud", "m1.large", 8, NodeState.IDLE,
+                          now, now, instance_id=f"instance-{index}")
+               for index, hostname in enumerate(cluster.policy.pools[0].slot_names[:5])]
+    for each in records:
+        cluster.store.insert_record(each)
+    torque = UnansweringTorque()
+    plan = Plan(actions=tuple(
+        ReleaseNode(each.id, each.hostname, 8, frozenset({"CLOUD"}), "idle")
+        for each in records))
+    monkeypatch.setattr("dtserver.planning.plan", lambda *args: plan)
+    reconciler = reconciler_on(cluster, torque, background_workers=1)
+
+    report = reconciler.run_once()
+    reconciler.wait_for_background()
+
+    # A release handed off before the first one failed is deferred by its worker; one
+    # planned after that is deferred at once.
+    assert report.outcomes[0].message == "in the background"
+    assert {o.message for o in report.outcomes} <= {"in the background", DEFERRED}
+    assert torque.calls == ["release_node"]
+
+
+# --- a pass that raises -----------------------------------------------------------------------
+
+class BrokenTorque(UnansweringTorque):
+    """Reading it raises `error`: a bug in a parser, or the process out of memory."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+        self.reads = 0
+
+    def nodes(self):
+        self.reads += 1
+        raise self.error
+
+
+def run_loop_until(reconciler: Reconciler, done, *, interval: float = 0.01) -> None:
+    """run_forever in a thread until `done()` (bounded), then stopped and joined."""
+    stop = threading.Event()
+    loop = threading.Thread(target=reconciler.run_forever, args=(stop,),
+                            kwargs={"interval": interval})
+    loop.start()
+    deadline = time.monotonic() + 10
+    while not done() and time.monotonic() < deadline and loop.is_alive():
+        time.sleep(0.01)
+    stop.set()
+    loop.join(timeout=10)
+    assert not loop.is_alive()
+
+
+def test_an_unexpected_error_fails_that_pass_and_the_loop_goes_on(cluster, caplog):
+    torque = BrokenTorque(KeyError("state"))
+    reconciler = reconciler_on(cluster, torque)
+
+    with caplog.at_level(logging.ERROR, logger="dtserver.reconciler"):
+        run_loop_until(reconciler, lambda: torque.reads >= 3)
+
+    assert torque.reads >= 3                         # pass after pass
+    last = cluster.store.last_pass()
+    assert last.ok is False
+    assert last.summary["error"] == "KeyError: 'state'"
+    assert last.summary["pass_errors"] >= 3
+    assert any(entry.exc_info and entry.exc_info[0] is KeyError for entry in caplog.records)
+
+
+def test_the_pass_error_count_stays_in_the_summaries_of_good_passes(cluster, monkeypatch):
+    reconciler = cluster.new_reconciler()
+    real_plan = planning.plan
+    calls = []
+
+    def plan_once_broken(*args):
+        calls.append(None)
+        if len(calls) == 1:
+            raise ZeroDivisionError("a planner bug")
+        return real_plan(*args)
+
+    monkeypatch.setattr("dtserver.planning.plan", plan_once_broken)
+    run_loop_until(reconciler, lambda: len(calls) >= 2 and cluster.store.last_pass().ok)
+    last = cluster.store.last_pass()
+    assert last.ok and last.summary["pass_errors"] == 1 and "error" not in last.summary
+
+
+@pytest.mark.parametrize("fatal", [MemoryError(), SystemError("interpreter state")],
+                         ids=["memory", "system"])
+def test_an_error_after_which_going_on_is_unsafe_ends_the_loop(cluster, fatal):
+    torque = BrokenTorque(fatal)
+    reconciler = reconciler_on(cluster, torque)
+    stop = threading.Event()
+    with pytest.raises(type(fatal)):
+        reconciler.run_forever(stop, interval=0.01)
+    assert torque.reads == 1
+
+
+def test_a_failed_passs_error_is_kept_printable(cluster):
+    torque = BrokenTorque(ValueError("bad \x1b[2J\nbyte"))
+    run_loop_until(reconciler_on(cluster, torque), lambda: not cluster.store.last_pass().ok)
+    assert cluster.store.last_pass().summary["error"] == "ValueError: bad \\x1b[2J\\nbyte"
