@@ -37,6 +37,7 @@ from dtserver.model import (
     NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
+from dtserver.redact import printable
 from dtserver.policy import Policy, Pool
 from dtserver.serialize import plan_as_data
 from dtserver.store import CataloguePool, PassReport, PoolCatalogue, Store, StoredHint
@@ -621,9 +622,7 @@ class Reconciler:
         (the API reads them from the store). A store that refuses is logged, not raised."""
         self._pass_errors += 1
         # Escaped: an error may quote what a user wrote, and /status goes to terminals.
-        text = "".join(character if character.isprintable()
-                       else character.encode("unicode_escape").decode("ascii")
-                       for character in f"{type(error).__name__}: {error}")
+        text = printable(f"{type(error).__name__}: {error}")
         try:
             self.store.save_pass(PassReport(
                 time=self.clock.now(), duration_seconds=time.monotonic() - started, ok=False,

@@ -230,7 +230,12 @@ class NovaCloud:
         servers = self._call("servers.list", self._client.servers.list,
                              search_opts={"tags": ",".join(self._tags)}, limit=-1)
         owned = []
+        seen: set[str] = set()
         for server in servers:
+            # Paging by marker while servers change can list one server on two pages.
+            if str(server.id) in seen:
+                continue
+            seen.add(str(server.id))
             metadata = _metadata(server)
             if self._is_ours(metadata):
                 owned.append(self._instance(server))
@@ -240,8 +245,7 @@ class NovaCloud:
                 logger.debug("instance of another cluster skipped id=%s name=%r", server.id,
                              getattr(server, "name", ""))
         # Forget the warnings about instances gone: the set stays as small as the list.
-        listed = {str(server.id) for server in servers}
-        self._warned = {key for key in self._warned if key[0] in listed}
+        self._warned = {key for key in self._warned if key[0] in seen}
         return tuple(owned)
 
     def delete_instance(self, instance_id: str) -> None:

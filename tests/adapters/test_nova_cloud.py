@@ -129,6 +129,19 @@ def test_owned_instances_follows_every_page():
     assert calls(nova, "servers.list")[0].args["limit"] == -1
 
 
+def test_a_server_listed_on_two_pages_is_one_instance(monkeypatch):
+    # Seen on the real Nova API: paging by marker while servers build repeated one of them.
+    nova = fake_nova()
+    cloud = nova_cloud(nova)
+    created = [cloud.create_instance(spec(f"dt-c1-{index}")).id for index in range(3)]
+    listed = nova.servers.list
+    monkeypatch.setattr(nova.servers, "list",
+                        lambda **options: (lambda servers: servers + servers[:2])(
+                            list(listed(**options))))
+
+    assert sorted(instance.id for instance in cloud.owned_instances()) == sorted(created)
+
+
 def test_owned_instances_lists_by_tag_and_checks_metadata_itself():
     nova = fake_nova()
     cloud = nova_cloud(nova)
