@@ -421,7 +421,8 @@ class _Packer:
 
     def _open_bin(self, pool: Pool, demand: Demand, index: int, position: int) -> str:
         """Append a new bin for demand.slices[index]; a refusal reason when none may open.
-        The least-waste flavor first; a smaller one when a limit refuses it."""
+        The least-waste flavor first; a smaller one when a limit refuses it, a larger one
+        when the pool's slots run short (Budget.keeping_reserve)."""
         refusal = self.blocked[pool.name] or self.exhausted.get(pool.name)
         if refusal:
             return refusal
@@ -434,7 +435,7 @@ class _Packer:
             if self.budget.refusal(pool, self.smallest[pool.name]):
                 self.exhausted[pool.name] = refusals[0]
             return refusals[0]
-        flavor = allowed[0]
+        flavor = self.budget.keeping_reserve(pool, allowed)
         self.bins_by_pool[pool.name].append(
             Bin(self.budget.take(pool, flavor), pool, flavor.cores, flavor.mem_mb,
                 flavor.gpus, "new", flavor=flavor))

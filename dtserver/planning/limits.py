@@ -8,6 +8,12 @@ from dtserver.model import Flavor, NodeState, Snapshot
 from dtserver.policy import Policy, Pool
 
 
+# The share of a pool's capacity (its slots, or the instances the quota still allows, times
+# its largest flavor; at most max_cores) that must stay reachable after a launch
+# (Budget.keeping_reserve).
+SLOT_RESERVE = 0.75
+
+
 class Budget:
     """Counts every live record (an instance being deleted still exists and still costs),
     then every launch this plan adds, against every configured limit."""
@@ -54,6 +60,28 @@ class Budget:
             if quota.ram_mb is not None and self._new_ram[project] + flavor.mem_mb > quota.ram_mb:
                 return f"project {project} quota: {quota.ram_mb} MiB RAM free"
         return None
+
+    def keeping_reserve(self, pool: Pool, ranked: list[Flavor]) -> Flavor:
+        """The first of `ranked` (all allowed) after which the pool can still reach
+        SLOT_RESERVE of its capacity with the slots left; the largest when none can.
+
+        Least waste alone fills a pool's slots with small nodes while demand trickles in,
+        and later demand finds no slot although larger flavors would have served it all:
+        node slots (and the instance quota) are a resource to spend, not only cores."""
+        free = len(self._free_slots(pool))
+        launchable = free                          # this one included
+        quota = self._quotas.get(pool.project)
+        if quota is not None and quota.instances is not None:
+            launchable = min(free, quota.instances - self._new_count[pool.project])
+        capacity = (pool.max_nodes - free + launchable) * pool.slot_np
+        if pool.max_cores is not None:
+            capacity = min(capacity, pool.max_cores)
+        for flavor in ranked:
+            reachable = (self.pool_cores[pool.name] + flavor.cores
+                         + (launchable - 1) * pool.slot_np)
+            if reachable >= SLOT_RESERVE * capacity:
+                return flavor
+        return max(ranked, key=lambda flavor: (flavor.cores, flavor.mem_mb))
 
     def take(self, pool: Pool, flavor: Flavor) -> str:
         """Reserve a slot and the cores; returns the slot's hostname."""

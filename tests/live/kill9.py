@@ -212,20 +212,6 @@ class GreedyPlan:
         self.next_nth[point.kind] = point.nth + 1
 
 
-class SequencePlan:
-    """One kill point per start, in the given order (a point not reached is tried again
-    at the next start)."""
-
-    def __init__(self, points: Sequence[KillPoint]) -> None:
-        self.left = list(points)
-
-    def arm(self) -> Arm:
-        return Arm(points=(self.left[0],))
-
-    def hit(self, point: KillPoint) -> None:
-        self.left.remove(point)
-
-
 # --- the reconciler process -------------------------------------------------------------
 
 @dataclass
@@ -989,7 +975,7 @@ class Kill9Run:
         self.progress = progress
         self.results = Results()
 
-    def run(self, plan: GreedyPlan | SequencePlan, kills: int) -> Results:
+    def run(self, plan: GreedyPlan, kills: int) -> Results:
         started = time.monotonic()
         self.site.setup()
         self.world.start()
