@@ -39,7 +39,7 @@ class Pool:
         width = max(3, len(str(self.max_nodes)))
         return tuple(f"{prefix}{index:0{width}d}" for index in range(1, self.max_nodes + 1))
 
-    @property
+    @cached_property
     def slot_np(self) -> int:
         """np of an unused slot: the largest flavor, so qsub accepts any job that fits one."""
         return max(flavor.cores for flavor in self.flavors)
