@@ -7,7 +7,6 @@ REQUESTS_CA_BUNDLE, which an https API with a site CA relies on.
 """
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -21,8 +20,7 @@ from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.store.sqlite import SqliteStore
 from tests.admin.conftest import Service, write_token
-from tests.hooks.support import (Certificate, ProxyTrap, proxy_environment,
-                                 self_signed_certificate)
+from tests.hooks.support import Certificate, ProxyTrap, proxy_environment
 
 
 @pytest.fixture
@@ -73,13 +71,6 @@ def test_a_proxy_that_is_not_a_url_is_a_usage_error(service: Service, capsys) ->
 
 
 # -- https with a site CA ---------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a test certificate")
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
-
 
 @pytest.fixture
 def tls_service(store: SqliteStore, clock: FakeClock, tmp_path: Path,

@@ -1,13 +1,11 @@
 """Fixtures of the hook tests: loopback services in the states the filter must survive."""
 from __future__ import annotations
 
-import shutil
 from typing import Iterator
 
 import pytest
 
-from tests.hooks.support import (Certificate, HungServer, ProxyTrap, RecordingServer,
-                                 self_signed_certificate)
+from tests.hooks.support import Certificate, HungServer, ProxyTrap, RecordingServer
 
 
 @pytest.fixture
@@ -22,13 +20,6 @@ def hung_service() -> Iterator[HungServer]:
     server = HungServer()
     yield server
     server.close()
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a test certificate")
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

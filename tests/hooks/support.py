@@ -169,13 +169,16 @@ class HungServer:
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
+    def _take(self, connection: socket.socket) -> None:
+        self._held.append(connection)
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
                 connection, _ = self._listener.accept()
             except TimeoutError:
                 continue
-            self._held.append(connection)
+            self._take(connection)
 
     def close(self) -> None:
         self._stop.set()
@@ -185,18 +188,13 @@ class HungServer:
         self._listener.close()
 
 
-class ProxyTrap:
+class ProxyTrap(HungServer):
     """A loopback listener standing in for an HTTP proxy: it records the first bytes of
     every connection made to it and answers nothing, so a request sent through it fails."""
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._requests: list[bytes] = []
-        self._stop = threading.Event()
-        self._listener.settimeout(0.05)
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self._requests: list[bytes] = []      # before the accepting thread starts
+        super().__init__()
 
     def _take(self, connection: socket.socket) -> None:
         with connection:
@@ -205,14 +203,6 @@ class ProxyTrap:
                 self._requests.append(connection.recv(4096))
             except OSError:
                 self._requests.append(b"")
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self._take(connection)
 
     def requests(self) -> list[bytes]:
         """What each connection sent, including connections still in the accept queue."""
@@ -225,11 +215,6 @@ class ProxyTrap:
             except BlockingIOError:
                 return list(self._requests)
             self._take(connection)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
 
 
 def proxy_environment(proxy_url: str) -> dict[str, str]:
