@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from dtserver.model import DtError, Flavor
-from dtserver.policy import HintTrust, Policy, Pool
+from dtserver.policy import HintTrust, IdleRelease, Policy, Pool
 from dtserver.redact import MASK, mask_argv, mask_text
 from dtserver.store import HintLimits
 
@@ -129,6 +129,8 @@ class Settings:
     hint_strikes: int = 3
     hint_penalty: float = 3600.0
     prewarm_idle_time: float = 60.0
+    idle_release: str = "demand"                     # "demand" | "fixed" (policy.IdleRelease)
+    min_idle_time: float = 60.0
     max_cores: int | None = None                     # pool_max_num: cap over all pools
     max_booting: int | None = None                   # launches in flight, all pools
     backoff_base: float = 30.0
@@ -384,6 +386,8 @@ _GLOBAL = (
     _Key("hint_strikes", "hint_strikes", _positive_int),
     _Key("hint_penalty_seconds", "hint_penalty", _positive_float),
     _Key("prewarm_idle_time", "prewarm_idle_time", _positive_float),
+    _Key("idle_release", "idle_release", _choice("demand", "fixed")),
+    _Key("min_idle_time", "min_idle_time", _positive_float),
     _Key("max_cores", "max_cores", _positive_int),
     _Key("pool_max_num", "max_cores", _positive_int, alias=True),
     _Key("max_booting", "max_booting", _positive_int),
@@ -873,6 +877,8 @@ def build_policy(settings: Settings, flavors: Mapping[str, Flavor]) -> Policy:
                         max_array=settings.hint_max_array, strikes=settings.hint_strikes,
                         penalty=timedelta(seconds=settings.hint_penalty),
                         idle_timeout=timedelta(seconds=settings.prewarm_idle_time)),
+        idle_release=IdleRelease(enabled=settings.idle_release == "demand",
+                                 min_idle=timedelta(seconds=settings.min_idle_time)),
         backoff_base=timedelta(seconds=settings.backoff_base),
         backoff_cap=timedelta(seconds=settings.backoff_cap),
         max_boot_failures=settings.max_boot_failures,

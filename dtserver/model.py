@@ -328,6 +328,17 @@ class NodeEvent:
 
 
 @dataclass(frozen=True)
+class RecentDemand:
+    """What arrived lately and how long boots took: demand-following idle time predicts
+    from it whether an idle node will be wanted again within a boot. Kept in memory by the
+    reconciler since `since`; nothing is known of the time before it."""
+
+    since: datetime
+    arrivals: tuple[Job, ...] = ()            # by ctime, oldest first
+    boot_seconds: tuple[float, ...] = ()      # servers.create to ready, latest last
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One coherent view for one pass. None means "could not be read": unknown, not empty."""
 
@@ -341,6 +352,7 @@ class Snapshot:
     quotas: Mapping[str, Quota] = field(default_factory=dict)   # by cloud project
     sleeping: bool = False
     hint_strikes: HintStrikes = HintStrikes()
+    recent: RecentDemand | None = None        # None: not kept; idle time is max_idle_time
 
     # Indexes built once per pass for every planning step (read only).
     @cached_property

@@ -78,6 +78,21 @@ class HintTrust:
 
 
 @dataclass(frozen=True)
+class IdleRelease:
+    """Demand-following idle time: max_idle_time is the longest an idle node waits, not the
+    rule. After `min_idle` (a job's successor, a user's next submission), an idle node
+    that nothing queued or hinted wants is released when the jobs that arrived in the last
+    `window` predict less than half a node of its size wanted within one boot; the nodes
+    the prediction does want are kept. Boot time is the median of recent boots, or
+    `boot_estimate` before one was seen."""
+
+    enabled: bool = True
+    min_idle: timedelta = timedelta(seconds=60)
+    window: timedelta = timedelta(hours=1)
+    boot_estimate: timedelta = timedelta(seconds=300)
+
+
+@dataclass(frozen=True)
 class Policy:
     pools: tuple[Pool, ...]
     queues: frozenset[str] = frozenset()              # monitored queues; empty: all
@@ -96,6 +111,7 @@ class Policy:
     # Dynamic Torque did (the simulator compares against it).
     pack_multicore: bool = True
     hints: HintTrust = HintTrust()
+    idle_release: IdleRelease = IdleRelease()
 
     def pool(self, name: str) -> Pool | None:
         return self._pool_by_name.get(name)
@@ -115,6 +131,15 @@ class Policy:
     def idle_timeout_of(self, record: NodeRecord) -> timedelta:
         """How long `record` may sit idle before it is drained."""
         return self.hints.idle_timeout if record.prewarm else self.idle_timeout
+
+    def idle_checks_of(self, record: NodeRecord) -> tuple[timedelta, ...]:
+        """How long after going idle a rule may drain `record`: demand-following idle time
+        first, then the timeout. The simulator wakes at these; the planner asks the same."""
+        timeout = self.idle_timeout_of(record)
+        early = self.idle_release.min_idle
+        if self.idle_release.enabled and not record.prewarm and early < timeout:
+            return early, timeout
+        return (timeout,)
 
     def pool_of_slot(self, hostname: str) -> Pool | None:
         return self._pool_by_slot.get(hostname)

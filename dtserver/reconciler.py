@@ -31,6 +31,7 @@ from dtserver.actions import (
     ReleaseNode, ResetPool, SetSleeping, Transition)
 from dtserver.batch import Batch, BatchError, BatchUnavailable
 from dtserver.clock import Clock
+from dtserver.history import DemandHistory
 from dtserver.cloud import Cloud, CloudError
 from dtserver.model import (
     DemandHint, DtError, ErrorKind, Flavor, Instance, InstanceSpec, Job, Node, NodeEvent,
@@ -224,6 +225,7 @@ class Reconciler:
         self._pass_errors = 0                      # passes that raised, since start
         self._cloud_view: CloudView | None = None
         self._hints = HintReader(store)
+        self._history = DemandHistory(clock.now())
 
     # -- observe -------------------------------------------------------------------------
     def observe(self, *, cloud_view_age: float = 0.0) -> Snapshot:
@@ -257,13 +259,17 @@ class Reconciler:
         except BatchUnavailable as error:
             log.warning("torque unreadable error=%s", error)
             jobs, nodes = None, None
+        records = self.store.records()
+        now = self.clock.now()
+        rules = self.policy.idle_release
+        recent = self._history.observe(jobs, records, now,
+                                       keep=rules.window + self.policy.idle_timeout)
         return Snapshot(jobs=jobs, nodes=nodes, instances=instances,
-                        records=self.store.records(), hints=self._hints.read(),
+                        records=records, hints=self._hints.read(), recent=recent,
                         intents=self.store.intents(pending_only=True),
                         pool_health=self.store.pool_health(), quotas=quotas,
                         sleeping=self.store.is_sleeping(),
-                        hint_strikes=self.store.hint_strikes(
-                            self.clock.now() - self.policy.hints.penalty))
+                        hint_strikes=self.store.hint_strikes(now - self.policy.hints.penalty))
 
     # -- one pass ------------------------------------------------------------------------
     def run_once(self, *, dry_run: bool = False,

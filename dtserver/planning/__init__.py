@@ -89,9 +89,9 @@ def _revisit_after(snapshot: Snapshot, policy: Policy, actions: tuple,
     are due or a drained node waits to be released, and when the first idle timer ends."""
     if _settling(snapshot, actions, now):
         return SETTLE_POLL
-    timers = [record.state_since + policy.idle_timeout_of(record) - now
-              for record in snapshot.records
-              if record.state is NodeState.IDLE]
+    timers = [record.state_since + check - now
+              for record in snapshot.records if record.state is NodeState.IDLE
+              for check in policy.idle_checks_of(record)]
     pending = [left for left in timers if left > timedelta(0)]
     return min(pending) if pending else None
 

@@ -394,6 +394,13 @@ class _Packer:
         self.smallest = {pool.name: min(pool.flavors, key=lambda f: (f.cores, f.mem_mb, f.gpus))
                          for pool in policy.pools}
         self.pack_multicore = policy.pack_multicore
+        # Cores queued for each pool after each position of its pending list.
+        self.cores_after: dict[str, list[int]] = {}
+        for name, queued in pending.items():
+            after = [0] * (len(queued) + 1)
+            for index in range(len(queued) - 1, -1, -1):
+                after[index] = after[index + 1] + queued[index].cores
+            self.cores_after[name] = after[1:]
 
     def place(self, demand: Demand, pool: Pool, position: int
               ) -> tuple[list[Bin] | None, str]:
@@ -435,7 +442,10 @@ class _Packer:
             if self.budget.refusal(pool, self.smallest[pool.name]):
                 self.exhausted[pool.name] = refusals[0]
             return refusals[0]
-        flavor = self.budget.keeping_reserve(pool, allowed)
+        behind = sum(shape[0] for shape in demand.slices[index + 1:])
+        if position >= 0:
+            behind += self.cores_after[pool.name][position]
+        flavor = self.budget.keeping_reserve(pool, allowed, demand.slices[index][0], behind)
         self.bins_by_pool[pool.name].append(
             Bin(self.budget.take(pool, flavor), pool, flavor.cores, flavor.mem_mb,
                 flavor.gpus, "new", flavor=flavor))

@@ -61,13 +61,18 @@ class Budget:
                 return f"project {project} quota: {quota.ram_mb} MiB RAM free"
         return None
 
-    def keeping_reserve(self, pool: Pool, ranked: list[Flavor]) -> Flavor:
+    def keeping_reserve(self, pool: Pool, ranked: list[Flavor], slice_cores: int = 0,
+                        cores_behind: int = 0) -> Flavor:
         """The first of `ranked` (all allowed) after which the pool can still reach
-        SLOT_RESERVE of its capacity with the slots left; the largest when none can.
+        SLOT_RESERVE of its capacity with the slots left, and still hold the
+        `cores_behind` queued after this node-slice of `slice_cores`; the largest when
+        none can.
 
         Least waste alone fills a pool's slots with small nodes while demand trickles in,
         and later demand finds no slot although larger flavors would have served it all:
-        node slots (and the instance quota) are a resource to spend, not only cores."""
+        node slots (and the instance quota) are a resource to spend, not only cores.
+        Room on nodes that exist is left out: the demand behind is counted whole, so
+        when slots are short the choice leans to the larger flavor."""
         free = len(self._free_slots(pool))
         launchable = free                          # this one included
         quota = self._quotas.get(pool.project)
@@ -77,9 +82,10 @@ class Budget:
         if pool.max_cores is not None:
             capacity = min(capacity, pool.max_cores)
         for flavor in ranked:
-            reachable = (self.pool_cores[pool.name] + flavor.cores
-                         + (launchable - 1) * pool.slot_np)
-            if reachable >= SLOT_RESERVE * capacity:
+            rest = (launchable - 1) * pool.slot_np
+            reachable = self.pool_cores[pool.name] + flavor.cores + rest
+            if (reachable >= SLOT_RESERVE * capacity
+                    and flavor.cores - slice_cores + rest >= cores_behind):
                 return flavor
         return max(ranked, key=lambda flavor: (flavor.cores, flavor.mem_mb))
 

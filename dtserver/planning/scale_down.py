@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from dtserver.actions import ClearNode, OfflineNode, Transition
-from dtserver.model import DrainKind, NodeRecord, NodeState, Snapshot
+from dtserver.model import DrainKind, Node, NodeRecord, NodeState, Snapshot
 from dtserver.planning.repair import Lifecycle
+from dtserver.planning.reuse import early_releases
 from dtserver.policy import Policy
 
 
@@ -18,6 +19,12 @@ def reclaimable(snapshot: Snapshot) -> dict[str, NodeRecord]:
             if record.state is NodeState.OFFLINE and record.drain is DrainKind.IDLE
             and record.hostname in nodes and not nodes[record.hostname].jobs
             and nodes[record.hostname].is_ready}
+
+
+def _unwanted(node: Node | None, record: NodeRecord, wanted_hostnames: set[str]) -> bool:
+    """An idle node that could be drained: ready and empty, and no demand packed onto it."""
+    return (node is not None and node.is_ready and not node.is_offline and not node.jobs
+            and record.hostname not in wanted_hostnames)
 
 
 def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str],
@@ -34,20 +41,21 @@ def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[s
             active[record.pool] = active.get(record.pool, 0) + 1
 
     idle = sorted((record for record in snapshot.records
-                   if record.state is NodeState.IDLE and record.id not in skip),
+                   if record.state is NodeState.IDLE and record.id not in skip
+                   and _unwanted(nodes.get(record.hostname), record, wanted_hostnames)),
                   key=lambda record: record.state_since)
+    early = early_releases(snapshot, policy, now, idle)
     for record in idle:
-        node = nodes.get(record.hostname)
         pool = policy.pool(record.pool)
-        if (node is None or not node.is_ready or node.is_offline or node.jobs
-                or record.hostname in wanted_hostnames
-                or now - record.state_since < policy.idle_timeout_of(record)):
+        if (record.id not in early
+                and now - record.state_since < policy.idle_timeout_of(record)):
             continue
         floor = pool.min_nodes if pool is not None else 0
         if active.get(record.pool, 0) <= floor:
             continue
         active[record.pool] -= 1
-        reason = f"idle for {int((now - record.state_since).total_seconds())} s"
+        reason = early.get(record.id) \
+            or f"idle for {int((now - record.state_since).total_seconds())} s"
         actions += [OfflineNode(record.id, record.hostname, DrainKind.IDLE, reason),
                     Transition(record.id, NodeState.OFFLINE, reason)]
 

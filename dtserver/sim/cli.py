@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-booting", type=_positive(int), default=None)
     parser.add_argument("--idle-timeout", type=_positive(float), default=600.0,
                         help="max_idle_time in seconds (default 600)")
+    parser.add_argument("--fixed-idle", action="store_true",
+                        help="every idle node waits max_idle_time (no demand-following "
+                             "idle time), for comparison")
     parser.add_argument("--boot-timeout", type=_positive(float), default=1200.0)
     parser.add_argument("--poll-interval", type=_positive(float), default=10.0,
                         help="job_poller_interval in seconds (default 10)")
@@ -122,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = SimSettings(
         flavors=flavors, boot_delay=args.boot_delay, max_nodes=args.max_nodes,
         max_cores=args.max_cores, max_booting=args.max_booting,
-        idle_timeout=args.idle_timeout, boot_timeout=args.boot_timeout,
+        idle_timeout=args.idle_timeout, early_idle_release=not args.fixed_idle,
+        boot_timeout=args.boot_timeout,
         poll_interval=args.poll_interval, hook=not args.no_hook,
         pack_multicore=not args.no_packing, check_invariants=args.check_invariants,
         faithful=args.faithful, seed=args.seed)
@@ -141,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("nothing to replay", file=sys.stderr)
         return 1
     try:
-        result = replay(trace, configurations, prices=prices, shape=args.shape)
+        result = replay(trace, configurations, prices=prices, shape=args.shape,
+                        progress=True)
     except SimulationError as error:
         print(f"dtserver-simulate: {error}", file=sys.stderr)
         return 2

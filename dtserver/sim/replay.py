@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from dtserver.model import Flavor
 from dtserver.sim.metrics import Metrics, measure
+from dtserver.sim.progress import ProgressBar
 from dtserver.sim.runner import SimResult, SimSettings, simulate
 from dtserver.sim.swf import SwfJob, SwfTrace, concurrency_profile
 from dtserver.sim.workload import SimJob, TooBig, map_jobs
@@ -45,9 +47,11 @@ def default_max_nodes(jobs: Sequence[SwfJob], flavors: Sequence[Flavor]) -> int:
 
 
 def replay(trace: SwfTrace, configurations: Sequence[SimSettings], *,
-           prices: Mapping[str, float] | None = None, shape: str = "native") -> Replay:
+           prices: Mapping[str, float] | None = None, shape: str = "native",
+           progress: bool = False) -> Replay:
     """Every configuration replays the same jobs: those that fit each one's pool. A
-    configuration whose max_nodes is 0 gets the trace-sized default."""
+    configuration whose max_nodes is 0 gets the trace-sized default. `progress`: a bar
+    per replay on stderr when it is a terminal."""
     if not configurations:
         raise ValueError("replay needs at least one configuration")
     sized = [replace(settings, max_nodes=settings.max_nodes
@@ -63,7 +67,8 @@ def replay(trace: SwfTrace, configurations: Sequence[SimSettings], *,
     runs = []
     for settings, (jobs, _) in zip(sized, mapped):
         runnable = [job for job in jobs if job.line not in too_big]
-        result = simulate(runnable, settings)
+        with ProgressBar(settings.name, len(runnable)) if progress else nullcontext() as bar:
+            result = simulate(runnable, settings, progress=bar)
         runs.append(Run(settings, result, measure(result, prices=prices)))
     common = tuple(job for job in mapped[0][0] if job.line not in too_big)
     return Replay(trace, common, tuple(sorted(too_big.values(), key=lambda job: job.line)),

@@ -36,9 +36,10 @@ from dtserver.cloud.fake_nova import FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.model import DtError, Flavor, Job, JobState, Node, NodeState
 from dtserver.planning.repair import DELETE_RETRY
-from dtserver.policy import Policy, Pool
+from dtserver.policy import IdleRelease, Policy, Pool
 from dtserver.reconciler import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
+from dtserver.sim.progress import SimProgress
 from dtserver.sim.workload import QUEUE, SimJob
 from dtserver.sim.world import IncrementalNovaCloud, InvariantWatch
 
@@ -48,6 +49,8 @@ CLUSTER = "sim"
 DEFAULT_START = datetime(2020, 1, 6, tzinfo=timezone.utc)
 # The first pass registers the node slots; qsub refuses `-l nodes=` before they exist.
 WARMUP = timedelta(seconds=60)
+# How often a replay tells how far it got: cheap beside the passes between.
+PROGRESS_STOPS = 500
 # Timers the planner compares with `>` fire on the first tick strictly after them.
 _STRICT = timedelta(milliseconds=1)
 _RUNNING = (JobState.RUNNING, JobState.EXITING, JobState.COMPLETED)
@@ -114,6 +117,7 @@ class SimSettings:
     max_cores: int | None = None
     max_booting: int | None = None
     idle_timeout: float = 600.0
+    early_idle_release: bool = True   # demand-following idle time (policy.IdleRelease)
     boot_timeout: float = 1200.0
     down_timeout: float = 480.0
     poll_interval: float = 10.0
@@ -135,7 +139,8 @@ class SimSettings:
                       boot_timeout=timedelta(seconds=self.boot_timeout),
                       down_timeout=timedelta(seconds=self.down_timeout),
                       hint_ttl=timedelta(seconds=2 * self.poll_interval),
-                      pack_multicore=self.pack_multicore)
+                      pack_multicore=self.pack_multicore,
+                      idle_release=IdleRelease(enabled=self.early_idle_release))
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,10 @@ class _Tracking:
 
 class Simulation:
     def __init__(self, jobs: Sequence[SimJob], settings: SimSettings, *,
-                 start: datetime = DEFAULT_START) -> None:
+                 start: datetime = DEFAULT_START,
+                 progress: Callable[[SimProgress], None] | None = None) -> None:
+        """`progress` hears how far the replay got every PROGRESS_STOPS stops and at
+        its end."""
         if settings.poll_interval <= 0:
             raise SimulationError("poll_interval must be positive")
         if settings.max_nodes < 1:
@@ -246,6 +254,7 @@ class Simulation:
         self._follow_up: datetime | None = None
         self._wanted: datetime | None = None
         self._progress = start
+        self._on_progress = progress or (lambda _: None)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -269,13 +278,17 @@ class Simulation:
                 break
             self.clock.advance(stop - self.clock.now())
             self.stops += 1
+            if not self.stops % PROGRESS_STOPS:
+                self._report_progress()
             arrived = self._submit_arrivals()
             self.world.nova.tick()
             changed = self._observe()
             if self._is_pass_due(arrived, changed):
                 self._pass()
-            elif changed:
+            elif changed or arrived:
+                # Every arrival reaches a pass: demand-following idle time predicts from them.
                 self._wanted = self._tick_at_or_after(self.clock.now())
+        self._report_progress()
         end = self._seconds(self.clock.now())
         instances = self.closed + [life.closed(None) for life in self.alive.values()]
         return SimResult(
@@ -284,6 +297,10 @@ class Simulation:
             end=end, finished=finished, passes=self.passes, stops=self.stops,
             wall_seconds=time.perf_counter() - started,
             invariant_checks=self.watch.checks if self.watch else 0)
+
+    def _report_progress(self) -> None:
+        self._on_progress(SimProgress(len(self.tracking.end),
+                                      self._seconds(self.clock.now()), self.passes))
 
     def _next_stop(self) -> datetime | None:
         candidates = [when for when in (self._follow_up, self._wanted) if when is not None]
@@ -441,7 +458,7 @@ class Simulation:
 
     def _planner_timers(self, now: datetime) -> list[datetime]:
         """When a time-based rule of the planner next fires, from the records: idle
-        timeout, boot timeout, launch grace, down timeout, delete retry, pool backoff."""
+        checks, boot timeout, launch grace, down timeout, delete retry, pool backoff."""
         policy = self.policy
         due: list[datetime] = []
         for record in self.store.records():
@@ -450,7 +467,7 @@ class Simulation:
             elif record.state in (NodeState.BOOTING, NodeState.REGISTERED):
                 due.append(record.created + policy.boot_timeout + _STRICT)
             elif record.state is NodeState.IDLE:
-                due.append(record.state_since + policy.idle_timeout_of(record))
+                due += [record.state_since + check for check in policy.idle_checks_of(record)]
             elif record.state is NodeState.DELETING:
                 due.append(record.state_since + DELETE_RETRY + _STRICT)
             if record.down_since is not None:
@@ -481,18 +498,20 @@ class Simulation:
 
 
 def simulate(jobs: Sequence[SimJob], settings: SimSettings, *,
-             start: datetime = DEFAULT_START) -> SimResult:
-    return Simulation(jobs, settings, start=start).run()
+             start: datetime = DEFAULT_START,
+             progress: Callable[[SimProgress], None] | None = None) -> SimResult:
+    return Simulation(jobs, settings, start=start, progress=progress).run()
 
 
 def dynamic_torque_settings(settings: SimSettings, *, flavor: Flavor | None = None
                             ) -> SimSettings:
     """The old Dynamic Torque as settings of the same engine: polling every 10 s with no
     submit filter, one flavor (the largest unless given), at most 5 instances booting,
-    600 s idle timeout, multi-core jobs on nodes of their own."""
+    600 s idle timeout for every node, multi-core jobs on nodes of their own."""
     chosen = flavor or max(settings.flavors, key=lambda item: item.cores)
     return replace(settings, name="old-dynamic-torque", flavors=(chosen,), poll_interval=10.0,
-                   hook=False, max_booting=5, idle_timeout=600.0, pack_multicore=False)
+                   hook=False, max_booting=5, idle_timeout=600.0, early_idle_release=False,
+                   pack_multicore=False)
 
 
 def _needs_follow_up(actions: Sequence[object]) -> bool:

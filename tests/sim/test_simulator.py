@@ -106,6 +106,27 @@ def test_an_idle_gap_shorter_than_the_idle_timeout_reuses_the_warm_instance():
     assert second.start - second.job.arrival <= 1
 
 
+def test_a_finished_gang_that_nothing_arrives_for_goes_after_the_grace():
+    # An hour of history (one serial job every 10 min), then a 3-node gang and a lull.
+    lines = [line(n, (n - 1) * 600, 60, 1) for n in range(1, 8)]
+    lines.append(line(8, 3700, 600, 24))
+    jobs = jobs_of(*lines)
+    gang = len(jobs) - 1
+    for engine in (settings(idle_timeout=1200.0), settings(idle_timeout=1200.0,
+                                                           every_tick=True)):
+        result = simulate(jobs, engine)
+        end = result.jobs[gang].end
+        hosts = set(result.jobs[gang].hosts)
+        freed = [life.deleted - end for life in result.instances if life.hostname in hosts]
+        assert len(freed) == 3
+        assert all(60 <= gone <= 60 + 40 for gone in freed), freed
+    fixed = simulate(jobs, settings(idle_timeout=1200.0, early_idle_release=False))
+    hosts = set(fixed.jobs[gang].hosts)
+    assert all(life.deleted - fixed.jobs[gang].end >= 1200
+               for life in fixed.instances if life.hostname in hosts)
+    assert [run.start for run in fixed.jobs] == [run.start for run in result.jobs]
+
+
 def test_hours_of_mixed_work_keep_every_invariant_at_every_pass():
     shapes = [1, 1, 2, 4, 6, 12, 1, 3]
     lines = [line(n, n * 97 % 14400, 300 + n * 37 % 2400, shapes[n % len(shapes)])

@@ -527,6 +527,16 @@ def test_build_policy_keeps_an_explicit_hint_ttl():
     assert policy.hint_ttl == timedelta(seconds=5)
 
 
+def test_idle_release_follows_demand_unless_fixed():
+    default = build_policy(conf(""), CLOUD_FLAVORS).idle_release
+    assert default.enabled and default.min_idle == timedelta(seconds=60)
+    fixed = build_policy(conf("[global]\nidle_release: fixed\nmin_idle_time: 90\n"),
+                         CLOUD_FLAVORS).idle_release
+    assert not fixed.enabled and fixed.min_idle == timedelta(seconds=90)
+    error = config_error("[global]\nidle_release: sometimes\n")
+    assert "expected one of demand, fixed" in str(error) and error.key == "idle_release"
+
+
 def test_build_policy_names_the_pool_with_an_unknown_flavor():
     settings = conf("[pool gpu]\nflavors: m1.smal\n")
 

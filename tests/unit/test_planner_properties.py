@@ -1,11 +1,12 @@
-"""Random snapshots in, the safety invariants hold on every plan."""
+"""Random snapshots in, the safety invariants hold on every plan; random queues in, no
+job waits for node slots that a larger flavor would have spared."""
 from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtserver.actions import DeleteInstance, LaunchInstance, OfflineNode, ReleaseNode
-from dtserver.model import DrainKind, JobState, NodeState, PoolHealth, Quota
+from dtserver.model import DrainKind, Flavor, JobState, NodeState, PoolHealth, Quota
 from dtserver.planning import plan
 from dtserver.planning.invariants import check_plan
 from tests.builders import (
@@ -81,3 +82,28 @@ def test_every_plan_keeps_the_safety_invariants(snap, offset):
             assert snap.nodes is not None and snap.instances is not None
     if snap.sleeping or snap.instances is None:
         assert not result.of_type(LaunchInstance)
+
+
+SIZES = tuple(Flavor(f"c{cores}", cores=cores, mem_mb=0, id=f"c{cores}")
+              for cores in (1, 2, 4, 8, 16))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10), st.lists(st.integers(1, 16), min_size=1, max_size=60))
+def test_no_job_waits_for_slots_while_a_larger_flavor_would_have_served_it(slots, sizes):
+    """A job left waiting for node slots must not fit any node this plan launches, had
+    that node been of the largest flavor."""
+    pol = policy(pool(flavors=SIZES, max_nodes=slots))
+    jobs = [job(f"{n}.vm", req=request(1, cores)) for n, cores in enumerate(sizes)]
+    result = plan(snapshot(jobs=jobs, with_slots=pol), pol, T0)
+    cores_of = {item.id: cores for item, cores in zip(jobs, sizes)}
+    used = {launch.hostname: 0 for launch in result.of_type(LaunchInstance)}
+    waiting = []
+    for verdict in result.verdicts:
+        if verdict.status == "launching":
+            used[verdict.reason.removeprefix("launching ")] += cores_of[verdict.job_id]
+        elif "max_nodes" in verdict.reason:
+            waiting.append(cores_of[verdict.job_id])
+    largest = SIZES[-1].cores
+    for cores in waiting:
+        assert all(largest - taken < cores for taken in used.values()), (cores, used)
