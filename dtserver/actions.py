@@ -177,6 +177,9 @@ class Plan:
     # Look again this soon rather than at the next regular pass: node entries are settling
     # or moms are about to report, and the next step waits on that.
     revisit_after: timedelta | None = None
+    # When the first of the time-based rules that revisit_after covers (idle checks, the
+    # scheduler-stall poke) falls due if nothing else changes; None: none is pending.
+    next_due: datetime | None = None
 
     def of_type(self, kind: type) -> list:
         return [action for action in self.actions if isinstance(action, kind)]

@@ -81,10 +81,10 @@ class HintTrust:
 class IdleRelease:
     """Demand-following idle time: max_idle_time is the longest an idle node waits, not the
     rule. After `min_idle` (a job's successor, a user's next submission), an idle node
-    that nothing queued or hinted wants is released when the jobs that arrived in the last
-    `window` predict less than half a node of its size wanted within one boot; the nodes
-    the prediction does want are kept. Boot time is the median of recent boots, or
-    `boot_estimate` before one was seen."""
+    that nothing queued or hinted wants is released unless the jobs that arrived in the
+    last `window` predict a use for it soon enough to be worth its idle cores
+    (planning.reuse). Boot time is the median of recent boots, or `boot_estimate` before
+    one was seen."""
 
     enabled: bool = True
     min_idle: timedelta = timedelta(seconds=60)
@@ -134,12 +134,17 @@ class Policy:
 
     def idle_checks_of(self, record: NodeRecord) -> tuple[timedelta, ...]:
         """How long after going idle a rule may drain `record`: demand-following idle time
-        first, then the timeout. The simulator wakes at these; the planner asks the same."""
+        at min_idle, doubling, then the timeout. Decisions fall due only at these, so the
+        simulator can wake at them; the planner waits for one of them."""
         timeout = self.idle_timeout_of(record)
-        early = self.idle_release.min_idle
-        if self.idle_release.enabled and not record.prewarm and early < timeout:
-            return early, timeout
-        return (timeout,)
+        if not self.idle_release.enabled or record.prewarm:
+            return (timeout,)
+        checks = []
+        check = self.idle_release.min_idle
+        while check < timeout:
+            checks.append(check)
+            check *= 2
+        return (*checks, timeout)
 
     def pool_of_slot(self, hostname: str) -> Pool | None:
         return self._pool_by_slot.get(hostname)

@@ -33,16 +33,19 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> Plan:
                                             demand.used_hostnames)
     hint_actions: list[ExpireHint] = demand.expired_hints
     verdicts: tuple[JobVerdict, ...] = tuple(demand.verdicts)
-    stall_actions, stall_notes = _scheduler_stall(snapshot, verdicts, now)
+    stall_actions, stall_notes, stall_due = _scheduler_stall(snapshot, verdicts, now)
     if any(isinstance(action, PokeScheduler) for action in repairs):
         stall_actions = []
     actions = tuple(intent_actions + floor + demand.launches + repairs + stall_actions
                     + removals + hint_actions)
+    next_due = _next_due(snapshot, policy, now, stall_due)
     return Plan(
         actions=actions, verdicts=verdicts,
         notes=tuple(intent_notes + repair_notes + floor_notes + demand.notes + removal_notes
                     + stall_notes),
-        revisit_after=_revisit_after(snapshot, policy, actions, now))
+        revisit_after=(SETTLE_POLL if _settling(snapshot, actions, now)
+                       else next_due - now if next_due is not None else None),
+        next_due=next_due)
 
 
 # How soon to look again while node entries settle or fresh moms are due to report: the
@@ -60,12 +63,14 @@ SCHEDULER_STALL = timedelta(seconds=30)
 
 
 def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: datetime
-                     ) -> tuple[list, list[str]]:
-    """A poke and a note when queued jobs fit ready nodes but pbs_sched leaves them queued."""
+                     ) -> tuple[list, list[str], datetime | None]:
+    """A poke and a note when queued jobs fit ready nodes but pbs_sched leaves them queued;
+    else when the first job that waits for pbs_sched would count as stalled."""
     jobs = {job.id: job for job in snapshot.jobs or ()}
     settled_since = {record.hostname: record.state_since for record in snapshot.records
                      if record.state in (NodeState.IDLE, NodeState.BUSY)}
     stalled = []
+    due: list[datetime] = []
     for verdict in verdicts:
         job = jobs.get(verdict.job_id)
         if verdict.status != "waiting-scheduler" or job is None:
@@ -74,26 +79,26 @@ def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: 
                                     for host in verdict.hosts)])
         if now - since >= SCHEDULER_STALL:
             stalled.append((now - since, verdict))
+        else:
+            due.append(since + SCHEDULER_STALL)
     if not stalled:
-        return [], []
+        return [], [], min(due, default=None)
     waited, verdict = max(stalled, key=lambda item: item[0])
     note = (f"pbs_sched has started none of {len(stalled)} queued jobs that fit ready nodes "
             f"(longest: {verdict.job_id} on {', '.join(verdict.hosts)} for "
             f"{int(waited.total_seconds())} s): is pbs_sched running?")
-    return [PokeScheduler("queued jobs fit ready nodes")], [note]
+    return [PokeScheduler("queued jobs fit ready nodes")], [note], None
 
 
-def _revisit_after(snapshot: Snapshot, policy: Policy, actions: tuple,
-                   now: datetime) -> timedelta | None:
-    """When the next step is due sooner than the regular pass: while entries settle, moms
-    are due or a drained node waits to be released, and when the first idle timer ends."""
-    if _settling(snapshot, actions, now):
-        return SETTLE_POLL
-    timers = [record.state_since + check - now
-              for record in snapshot.records if record.state is NodeState.IDLE
-              for check in policy.idle_checks_of(record)]
-    pending = [left for left in timers if left > timedelta(0)]
-    return min(pending) if pending else None
+def _next_due(snapshot: Snapshot, policy: Policy, now: datetime,
+              stall_due: datetime | None) -> datetime | None:
+    """The first idle check of an idle node, or the scheduler-stall poke, still ahead."""
+    due = [record.state_since + check
+           for record in snapshot.records if record.state is NodeState.IDLE
+           for check in policy.idle_checks_of(record)]
+    if stall_due is not None:
+        due.append(stall_due)
+    return min((moment for moment in due if moment > now), default=None)
 
 
 def _settling(snapshot: Snapshot, actions: tuple, now: datetime) -> bool:

@@ -1,5 +1,5 @@
 """Demand-following idle time (policy.IdleRelease): which idle nodes to release before
-max_idle_time because recent arrivals predict no use for them within one boot."""
+max_idle_time because recent arrivals predict no use for them soon enough to pay."""
 from __future__ import annotations
 
 import bisect
@@ -12,8 +12,15 @@ from dtserver.model import Job, NodeRecord, RecentDemand, Snapshot
 from dtserver.planning.demand import eligible_pools
 from dtserver.policy import Policy, Pool
 
-# A node is kept while the expected demand covers at least this much of it.
+# A node beyond the first is wanted while the expected demand covers this much of it.
 KEEP_SHARE = 0.5
+# What a released node that is wanted again costs, in boots of idle node time: billed
+# while it boots, and the wait of the job it would have served at once, which users feel
+# more than idle cores. 2 halved hpc2n's idle waste but added 17 s of mean wait; 5 adds
+# 11 s (bench/bench_traces.py).
+BOOT_PENALTY = 5
+# Fewer arrivals than this in the window say nothing about the gaps between them.
+MIN_ARRIVALS = 3
 
 
 def early_releases(snapshot: Snapshot, policy: Policy, now: datetime,
@@ -21,22 +28,27 @@ def early_releases(snapshot: Snapshot, policy: Policy, now: datetime,
     """Record id -> why, for the nodes of `idle` (empty, ready, wanted by nothing queued or
     hinted) to release now although their idle timeout has not ended.
 
-    Per pool and node size, newest idle first: a node is kept while the node-shares that
-    the jobs of the last `window` predict within one boot exceed the nodes kept so far by
-    KEEP_SHARE. The window of a node ends at now and starts `window` before it went idle,
-    so the prediction only grows until the node goes: no decision flips on a quiet pass.
+    Per pool and node size, newest idle first, a node is *wanted* when it is the first, or
+    while the node-shares that the jobs of the last `window` predict within one boot
+    exceed the wanted nodes before it by KEEP_SHARE. A node not wanted goes at its first
+    idle check. A wanted node waits for the next job like a ski renter: the idle time it
+    waits is the check (Policy.idle_checks_of) that costs least over the gaps between
+    the arrivals it could have served in the window before it went idle: a gap shorter
+    than the wait costs the gap, a longer one the wait and BOOT_PENALTY boots.
+
+    Every input but `now` is fixed while the node sits idle and nothing arrives, so a
+    decision falls due only at an idle check: the simulator's skip-ahead stays exact.
     """
     rules = policy.idle_release
     recent = snapshot.recent
     if not rules.enabled or recent is None:
         return {}
-    candidates = [record for record in idle
+    candidates = {record.id for record in idle
                   if not record.prewarm and now - record.state_since >= rules.min_idle
-                  and record.state_since - rules.window >= recent.since]
+                  and record.state_since - rules.window >= recent.since}
     if not candidates:
         return {}
     boot = _boot_time(recent, rules.boot_estimate)
-    per_window = boot / rules.window
     rates = _ArrivalRates(recent.arrivals, policy)
     decided: dict[str, str] = {}
     groups = itertools.groupby(sorted(idle, key=lambda record: (record.pool, record.cores)),
@@ -45,20 +57,44 @@ def early_releases(snapshot: Snapshot, policy: Policy, now: datetime,
         pool = policy.pool(pool_name)
         if pool is None:
             continue
-        kept = 0
+        wanted = 0
         for record in sorted(members, key=lambda record: record.state_since, reverse=True):
             start = record.state_since - rules.window
             shares, count = rates.since(pool, cores, start)
-            expected = shares * per_window
-            if record not in candidates or expected >= kept + KEEP_SHARE:
-                kept += 1
+            expected = shares * (boot / rules.window)
+            is_wanted = wanted == 0 or expected >= wanted + KEEP_SHARE
+            wanted += is_wanted
+            if record.id not in candidates:
                 continue
-            decided[record.id] = (
-                f"idle for {int((now - record.state_since).total_seconds())} s; "
-                f"{expected:.2f} node(s) of {cores} cores expected within a "
-                f"{boot.total_seconds():.0f} s boot from {count} arrivals since "
-                f"{start:%H:%M:%S}, {kept} kept")
+            idle_for = now - record.state_since
+            head = (f"idle for {int(idle_for.total_seconds())} s; {count} arrivals for "
+                    f"{cores}-core nodes since {start:%H:%M:%S}")
+            if not is_wanted:
+                decided[record.id] = (f"{head} predict {expected:.2f} node(s) within a "
+                                      f"{boot.total_seconds():.0f} s boot, {wanted} wanted")
+                continue
+            gaps = rates.gaps(pool, cores, start, record.state_since)
+            wait = _cheapest_wait(gaps, policy.idle_checks_of(record), BOOT_PENALTY * boot)
+            if idle_for >= wait:
+                decided[record.id] = (f"{head}: waiting longer than {int(wait.total_seconds())}"
+                                      f" s costs more than the {boot.total_seconds():.0f} s "
+                                      f"boot it may save")
     return decided
+
+
+def _cheapest_wait(gaps: Sequence[timedelta], checks: Sequence[timedelta],
+                   penalty: timedelta) -> timedelta:
+    """The idle check to wait for that costs least over `gaps` (sorted); the first when
+    too few gaps are known."""
+    if len(gaps) < MIN_ARRIVALS - 1:
+        return checks[0]
+    best, best_cost = checks[0], None
+    for wait in checks:
+        served = bisect.bisect_right(gaps, wait)
+        cost = sum(gaps[:served], timedelta(0)) + (len(gaps) - served) * (wait + penalty)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = wait, cost
+    return best
 
 
 def _boot_time(recent: RecentDemand, estimate: timedelta) -> timedelta:
@@ -82,6 +118,13 @@ class _ArrivalRates:
         times, totals = self._sums.get((pool.name, cores)) or self._add(pool, cores)
         first = bisect.bisect_left(times, start)
         return totals[-1] - totals[first], len(times) - first
+
+    def gaps(self, pool: Pool, cores: int, start: datetime, end: datetime
+             ) -> list[timedelta]:
+        """The gaps between the arrivals in [start, end], shortest first."""
+        times, _ = self._sums.get((pool.name, cores)) or self._add(pool, cores)
+        inside = times[bisect.bisect_left(times, start):bisect.bisect_right(times, end)]
+        return sorted(later - earlier for earlier, later in zip(inside, inside[1:]))
 
     def _add(self, pool: Pool, cores: int) -> tuple[list[datetime], list[float]]:
         times: list[datetime] = []

@@ -14,6 +14,7 @@ and the time, so they would change nothing (the tests replay traces both ways).
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -57,8 +58,10 @@ _RUNNING = (JobState.RUNNING, JobState.EXITING, JobState.COMPLETED)
 _ANNOUNCED = (LaunchInstance, JoinNode, RegisterSlot, ReleaseNode, OfflineNode, ClearNode,
               DeleteInstance, PokeScheduler, MarkDown)
 # Transitions that come with an announced action, or whose next step waits on a timer.
-_NOTED_STATES = frozenset({NodeState.BOOTING, NodeState.REGISTERED, NodeState.IDLE,
-                           NodeState.BUSY, NodeState.OFFLINE})
+# Not IDLE: demand-following idle time weighs each idle node against the newer ones, so
+# a node turning idle may change what is due for the others at once.
+_NOTED_STATES = frozenset({NodeState.BOOTING, NodeState.REGISTERED, NodeState.BUSY,
+                           NodeState.OFFLINE})
 
 
 class SimulationError(DtError):
@@ -251,6 +254,7 @@ class Simulation:
         self._pass_queued_ids: set[str] = set()
         self._nova_due: datetime | None = None
         self._timers: list[datetime] = []
+        self._plan_due: datetime | None = None
         self._follow_up: datetime | None = None
         self._wanted: datetime | None = None
         self._progress = start
@@ -349,7 +353,13 @@ class Simulation:
         if report.plan.actions:
             self._timers = self._planner_timers(now)
         else:
-            self._timers = [timer for timer in self._timers if timer > now]
+            self._timers = [timer for timer in self._timers
+                            if timer > now and timer != self._plan_due]
+        # The plan's own timers (idle checks, the scheduler-stall poke) come with it.
+        due = report.plan.next_due
+        self._plan_due = self._tick_at_or_after(due) if due is not None else None
+        if self._plan_due is not None and self._plan_due not in self._timers:
+            bisect.insort(self._timers, self._plan_due)
 
     # -- arrivals ----------------------------------------------------------------------------
     def _arrival(self, job: SimJob) -> datetime:
@@ -457,8 +467,9 @@ class Simulation:
             self.closed.append(life.closed(self._seconds(self.clock.now())))
 
     def _planner_timers(self, now: datetime) -> list[datetime]:
-        """When a time-based rule of the planner next fires, from the records: idle
-        checks, boot timeout, launch grace, down timeout, delete retry, pool backoff."""
+        """When a time-based rule of the planner that the plan does not date (see
+        Plan.next_due) next fires, from the records: boot timeout, launch grace, down
+        timeout, delete retry, pool backoff."""
         policy = self.policy
         due: list[datetime] = []
         for record in self.store.records():
@@ -466,8 +477,6 @@ class Simulation:
                 due.append(record.state_since + policy.launch_grace + _STRICT)
             elif record.state in (NodeState.BOOTING, NodeState.REGISTERED):
                 due.append(record.created + policy.boot_timeout + _STRICT)
-            elif record.state is NodeState.IDLE:
-                due += [record.state_since + check for check in policy.idle_checks_of(record)]
             elif record.state is NodeState.DELETING:
                 due.append(record.state_since + DELETE_RETRY + _STRICT)
             if record.down_since is not None:

@@ -27,11 +27,12 @@ def idle_nodes(count: int, *, since=IDLE_SINCE, flavor=SMALL):
                 nodes=[node(f"cloud-{i:03d}", np=flavor.cores) for i in range(1, count + 1)])
 
 
-def arrivals(count: int, *, cores: int = 2, properties=(), before=IDLE_SINCE):
+def arrivals(count: int, *, cores: int = 2, nodes: int = 1, properties=(),
+             before=IDLE_SINCE):
     """`count` finished jobs that arrived evenly over the hour before `before`."""
     step = HOUR / count if count else HOUR
     return tuple(job(f"{i}.vm", state=JobState.COMPLETED, created=before - HOUR + step * i,
-                     req=request(1, cores, properties=properties)) for i in range(count))
+                     req=request(nodes, cores, properties=properties)) for i in range(count))
 
 
 def recent(jobs=(), *, since=T0 - 3 * HOUR, boots=(120.0,)):
@@ -45,18 +46,34 @@ def drained(snap, pol=None, now=T0 + seconds(31)):
     return {action.hostname: action.reason for action in result.of_type(OfflineNode)}
 
 
-def test_idle_node_nothing_predicts_a_use_for_goes_after_the_short_grace():
+def at_age(age: float):
+    return IDLE_SINCE + seconds(age)
+
+
+def test_idle_node_nothing_predicts_a_use_for_goes_at_the_first_check():
     snap = replace(snapshot(**idle_nodes(1)), recent=recent())
-    assert drained(snap, now=T0 + seconds(29)) == {}
-    reasons = drained(snap)
+    assert drained(snap, now=at_age(59)) == {}
+    reasons = drained(snap, now=at_age(60))
     assert list(reasons) == ["cloud-001"]
-    assert "0.00 node(s)" in reasons["cloud-001"] and "120 s boot" in reasons["cloud-001"]
+    assert "0 arrivals" in reasons["cloud-001"] and "waiting longer than 60 s" in \
+        reasons["cloud-001"] and "120 s boot" in reasons["cloud-001"]
 
 
-def test_nodes_the_arrival_rate_wants_within_a_boot_are_kept():
-    # 60 two-core jobs an hour on two-core nodes, 120 s boots: two nodes wanted per boot.
-    snap = replace(snapshot(**idle_nodes(4)), recent=recent(arrivals(60)))
-    assert len(drained(snap)) == 2
+def test_nodes_beyond_what_the_arrival_rate_wants_go_at_the_first_check():
+    # 30 two-node jobs an hour on two-core nodes, 120 s boots: two nodes wanted per boot.
+    snap = replace(snapshot(**idle_nodes(4)), recent=recent(arrivals(30, nodes=2)))
+    first = drained(snap, now=at_age(61))
+    assert len(first) == 2
+    assert all("predict 2.00 node(s) within a 120 s boot" in why for why in first.values())
+
+
+def test_a_wanted_node_waits_out_the_gaps_between_arrivals_then_goes():
+    # One job every 200 s: waiting 240 s serves each next one; 60 or 120 s would not.
+    snap = replace(snapshot(**idle_nodes(1)), recent=recent(arrivals(18)))
+    assert drained(snap, now=at_age(61)) == {}
+    assert drained(snap, now=at_age(239)) == {}
+    reasons = drained(snap, now=at_age(241))
+    assert "waiting longer than 240 s costs more" in reasons["cloud-001"]
 
 
 def test_the_longest_idle_nodes_go_first():
@@ -64,61 +81,67 @@ def test_the_longest_idle_nodes_go_first():
     records = layout["records"]
     layout["records"] = [replace(records[0], state_since=IDLE_SINCE - seconds(20)),
                          records[1], replace(records[2], state_since=IDLE_SINCE + seconds(5))]
-    snap = replace(snapshot(**layout), recent=recent(arrivals(30)))   # one node per boot
-    assert sorted(drained(snap, now=T0 + seconds(40))) == ["cloud-001", "cloud-002"]
+    snap = replace(snapshot(**layout), recent=recent(arrivals(18)))   # one node wanted
+    assert sorted(drained(snap, now=at_age(70))) == ["cloud-001", "cloud-002"]
 
 
 def test_small_jobs_count_as_a_share_of_a_large_node():
-    # 60 one-core jobs an hour fill 60/8 of an 8-core node: under one node per two boots.
-    layout = idle_nodes(1, flavor=LARGE)
-    snap = replace(snapshot(**layout), recent=recent(arrivals(60, cores=1)))
-    assert list(drained(snap)) == ["cloud-001"]
-    busy_hour = recent(arrivals(240, cores=1))   # a whole node's cores per boot
-    assert drained(replace(snap, recent=busy_hour)) == {}
+    # 24 three-node jobs an hour: of one core a node they fill 0.3 of an 8-core node per
+    # boot (the second node goes), of eight cores 2.4 nodes (both are wanted).
+    layout = idle_nodes(2, flavor=LARGE)
+    one_core = replace(snapshot(**layout), recent=recent(arrivals(24, cores=1, nodes=3)))
+    assert "predict 0.30 node(s)" in drained(one_core, now=at_age(61))["cloud-002"]
+    whole = replace(one_core, recent=recent(arrivals(24, cores=8, nodes=3)))
+    assert drained(whole, now=at_age(61)) == {}
 
 
 def test_arrivals_another_pool_serves_do_not_keep_a_node():
     pol = policy(pool(), pool("gpu", properties={"GPU"}))
     snap = replace(snapshot(**idle_nodes(1), with_slots=pol),
-                   recent=recent(arrivals(120, properties={"GPU"})))
-    assert list(drained(snap, pol)) == ["cloud-001"]
-    snap = replace(snap, recent=recent(arrivals(120)))
-    assert drained(snap, pol) == {}
+                   recent=recent(arrivals(18, properties={"GPU"})))
+    assert list(drained(snap, pol, now=at_age(61))) == ["cloud-001"]
+    snap = replace(snap, recent=recent(arrivals(18)))
+    assert drained(snap, pol, now=at_age(61)) == {}
 
 
 def test_a_history_shorter_than_its_window_releases_nothing_early():
     snap = replace(snapshot(**idle_nodes(1)), recent=recent(since=IDLE_SINCE - HOUR / 2))
-    assert drained(snap) == {}
+    assert drained(snap, now=at_age(480)) == {}
     assert list(drained(snap, now=IDLE_SINCE + seconds(601))) == ["cloud-001"]
 
 
 def test_fixed_idle_time_and_no_history_keep_max_idle_time():
     snap = snapshot(**idle_nodes(1))
-    assert drained(snap) == {}
+    assert drained(snap, now=at_age(480)) == {}
     fixed = policy(idle_release=IdleRelease(enabled=False))
-    assert drained(replace(snap, recent=recent()), fixed) == {}
+    assert drained(replace(snap, recent=recent()), fixed, now=at_age(480)) == {}
+    assert fixed.idle_checks_of(snap.records[0]) == (seconds(600),)
 
 
 def test_a_queued_job_that_fits_keeps_the_node():
     layout = idle_nodes(1)
     snap = replace(snapshot(**layout, jobs=[job("9.vm", created=T0)]), recent=recent())
-    assert drained(snap) == {}
+    assert drained(snap, now=at_age(480)) == {}
 
 
 def test_the_pool_floor_still_holds():
     snap = replace(snapshot(**idle_nodes(2)), recent=recent())
-    assert len(drained(snap, policy(pool(min_nodes=1)))) == 1
+    assert len(drained(snap, policy(pool(min_nodes=1)), now=at_age(61))) == 1
 
 
 def test_without_a_boot_seen_the_estimate_sets_the_horizon():
-    # 15 jobs an hour: a quarter node per 60 s boot (release), 1.25 per 300 s (keep).
-    snap = replace(snapshot(**idle_nodes(1)), recent=recent(arrivals(15), boots=(60.0,)))
-    assert list(drained(snap)) == ["cloud-001"]
-    assert drained(replace(snap, recent=recent(arrivals(15), boots=()))) == {}
+    # 30 two-node jobs an hour: one node per 60 s boot (one wanted), five per 300 s.
+    snap = replace(snapshot(**idle_nodes(3)),
+                   recent=recent(arrivals(30, nodes=2), boots=(60.0,)))
+    assert len(drained(snap, now=at_age(61))) == 2
+    unseen = replace(snap, recent=recent(arrivals(30, nodes=2), boots=()))
+    assert drained(unseen, now=at_age(61)) == {}
 
 
-def test_the_next_pass_comes_when_the_grace_ends():
+def test_checks_double_from_min_idle_time_and_the_next_pass_comes_at_one():
     snap = replace(snapshot(**idle_nodes(1)), recent=recent())
+    assert policy().idle_checks_of(snap.records[0]) == tuple(
+        seconds(check) for check in (60, 120, 240, 480, 600))
     assert plan(snap, policy(), T0).revisit_after == seconds(30)
 
 
