@@ -2,7 +2,7 @@
 
     python bench/bench_traces.py [--traces DIR] [--only NAME ...] [--boot-delay 120]
                                  [--ricc-limit N] [--flavor NAME:CORES[:MEM[:PRICE]] ...]
-                                 [--fixed-idle] [--no-old]
+                                 [--no-lookahead] [--fixed-idle] [--no-old]
 
 The traces are not ours to ship: they are read from DIR (default: $DT_TRACES, else
 ../shared/traces beside the repository). Prints one table per trace (waste ratio and its
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=SHAPES, default="native")
     parser.add_argument("--no-old", action="store_true",
                         help="skip the old Dynamic Torque replays (slow on long queues)")
+    parser.add_argument("--no-lookahead", action="store_true",
+                        help="replay the new engine a second time without waiting for "
+                             "nodes whose jobs end within a boot")
     parser.add_argument("--fixed-idle", action="store_true",
                         help="replay the new engine a second time with every idle node "
                              "waiting max_idle_time (no demand-following idle time)")
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         trace = read_swf(path, limit=limit)
         engines = [base]
+        if args.no_lookahead:
+            engines.append(replace(base, name="no-lookahead", lookahead=False))
         if args.fixed_idle:
             engines.append(replace(base, name="fixed-idle", early_idle_release=False))
         if not args.no_old:

@@ -178,7 +178,8 @@ class Plan:
     # or moms are about to report, and the next step waits on that.
     revisit_after: timedelta | None = None
     # When the first of the time-based rules that revisit_after covers (idle checks, the
-    # scheduler-stall poke) falls due if nothing else changes; None: none is pending.
+    # scheduler-stall poke, a busy node coming within a boot of freeing while jobs wait)
+    # falls due if nothing else changes; None: none is pending.
     next_due: datetime | None = None
 
     def of_type(self, kind: type) -> list:

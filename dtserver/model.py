@@ -6,8 +6,9 @@ own and remember. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import statistics
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Mapping
 
@@ -128,6 +129,15 @@ class Job:
     depend: str | None = None
     comment: str | None = None
     request_error: str | None = None
+    started: datetime | None = None          # start_time, while it runs
+
+    @property
+    def expected_end(self) -> datetime | None:
+        """When a running job ends at the latest: TORQUE kills it at its walltime."""
+        if self.started is None or self.request is None \
+                or self.request.walltime_seconds is None:
+            return None
+        return self.started + timedelta(seconds=self.request.walltime_seconds)
 
 
 @dataclass(frozen=True)
@@ -336,6 +346,12 @@ class RecentDemand:
     since: datetime
     arrivals: tuple[Job, ...] = ()            # by ctime, oldest first
     boot_seconds: tuple[float, ...] = ()      # servers.create to ready, latest last
+
+    def boot_time(self, estimate: timedelta) -> timedelta:
+        """The median of the boots seen, or `estimate` before the first."""
+        if not self.boot_seconds:
+            return estimate
+        return timedelta(seconds=statistics.median(self.boot_seconds))
 
 
 @dataclass(frozen=True)

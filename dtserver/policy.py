@@ -83,13 +83,11 @@ class IdleRelease:
     rule. After `min_idle` (a job's successor, a user's next submission), an idle node
     that nothing queued or hinted wants is released unless the jobs that arrived in the
     last `window` predict a use for it soon enough to be worth its idle cores
-    (planning.reuse). Boot time is the median of recent boots, or `boot_estimate` before
-    one was seen."""
+    (planning.reuse)."""
 
     enabled: bool = True
     min_idle: timedelta = timedelta(seconds=60)
     window: timedelta = timedelta(hours=1)
-    boot_estimate: timedelta = timedelta(seconds=300)
 
 
 @dataclass(frozen=True)
@@ -102,6 +100,8 @@ class Policy:
     down_timeout: timedelta = timedelta(seconds=480)  # max_down_time
     boot_timeout: timedelta = timedelta(seconds=1200)  # max_inaccessible_time
     launch_grace: timedelta = timedelta(seconds=120)  # a launching record with no instance
+    # A boot, create to ready, before one was seen (RecentDemand.boot_time).
+    boot_estimate: timedelta = timedelta(seconds=300)
     hint_ttl: timedelta = timedelta(seconds=20)       # two job polls
     backoff_base: timedelta = timedelta(seconds=30)
     backoff_cap: timedelta = timedelta(seconds=1800)
@@ -110,6 +110,9 @@ class Policy:
     # False: a job of more than one core is planned onto nodes no other job shares, as
     # Dynamic Torque did (the simulator compares against it).
     pack_multicore: bool = True
+    # A queued job waits for a busy node whose jobs all end within one boot instead of
+    # launching a node for it (False: launch, for comparison in the simulator).
+    lookahead: bool = True
     hints: HintTrust = HintTrust()
     idle_release: IdleRelease = IdleRelease()
 

@@ -226,6 +226,7 @@ class Reconciler:
         self._cloud_view: CloudView | None = None
         self._hints = HintReader(store)
         self._history = DemandHistory(clock.now())
+        self._recorded_plan: Plan | None = None
 
     # -- observe -------------------------------------------------------------------------
     def observe(self, *, cloud_view_age: float = 0.0) -> Snapshot:
@@ -285,7 +286,7 @@ class Reconciler:
         snapshot = self.observe(cloud_view_age=cloud_view_age)
         proposed = planning.plan(snapshot, self.policy, now)
         check_plan(snapshot, self.policy, proposed)   # a planner bug must not reach the cloud
-        self.store.save_plan(now, plan_as_data(proposed))
+        self._record_plan(now, proposed)
         if dry_run:
             return Report(now, proposed, ())
         outcomes = tuple(self._apply_all(proposed.actions, now, interrupted))
@@ -300,6 +301,17 @@ class Reconciler:
                      "cloud": snapshot.instances is not None,
                      "queued": sum(1 for job in snapshot.jobs or () if job.state == "Q")}))
         return Report(now, proposed, outcomes)
+
+    def _record_plan(self, now: datetime, proposed: Plan) -> None:
+        """Write the plan for the API, or only its time when what it shows is unchanged:
+        a deep queue's plan is megabytes of verdicts that a quiet pass repeats."""
+        last = self._recorded_plan
+        if last is not None and (last.actions, last.verdicts, last.notes) == (
+                proposed.actions, proposed.verdicts, proposed.notes):
+            self.store.touch_plan(now)
+            return
+        self.store.save_plan(now, plan_as_data(proposed))
+        self._recorded_plan = proposed
 
     def publish_catalogue(self, now: datetime) -> None:
         """Write the pool catalogue at the first pass and whenever the policy is replaced;

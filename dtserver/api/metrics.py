@@ -51,7 +51,7 @@ DRAIN_BUCKETS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0
                  86400.0)
 # Verdict statuses of jobs that want nodes (served or waiting); the rest create no demand.
 DEMAND_STATUSES = frozenset({"launching", "waiting-boot", "waiting-scheduler",
-                             "waiting-capacity"})
+                             "waiting-job-end", "waiting-capacity"})
 _LIVE_STATES = sorted(state.value for state in LIVE_STATES)
 
 

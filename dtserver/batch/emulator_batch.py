@@ -165,7 +165,8 @@ class EmulatorBatch:
             exec_hosts=tuple(dict.fromkeys(name for name, _ in entry.exec_slots)),
             # qstat shows Hold_Types only for jobs that are not array subjobs
             hold_types=(entry.hold_types or "n") if entry.parent is None else "n",
-            comment=entry.comment or None, request_error=error)
+            comment=entry.comment or None, request_error=error,
+            started=None if entry.start_time is None else _time(int(entry.start_time)))
 
     def _request(self, resources: dict[str, str],
                  array: str | None) -> tuple[Request | None, str | None]:

@@ -155,7 +155,8 @@ def _job_from_element(element: ET.Element, queues: frozenset[str]) -> Job | None
     state = _JOB_STATES.get(state_letter)
     if state is None:
         raise ParseError(f"qstat: job {job_id} has unknown job_state {state_letter!r}")
-    created = _epoch(_required(text("ctime"), "ctime", job_id), job_id)
+    created = _epoch(_required(text("ctime"), "ctime", job_id), "ctime", job_id)
+    start_time = text("start_time")
     resource_list = element.find("Resource_List")
     resources = {} if resource_list is None else {
         child.tag: (child.text or "") for child in resource_list}
@@ -175,6 +176,7 @@ def _job_from_element(element: ET.Element, queues: frozenset[str]) -> Job | None
         depend=text("depend") or None,
         comment=text("comment") or None,
         request_error=request_error,
+        started=_epoch(start_time, "start_time", job_id) if start_time else None,
     )
 
 
@@ -184,11 +186,11 @@ def _required(value: str | None, tag: str, job_id: str) -> str:
     return value
 
 
-def _epoch(value: str, job_id: str) -> datetime:
+def _epoch(value: str, tag: str, job_id: str) -> datetime:
     try:
         return datetime.fromtimestamp(int(value), tz=timezone.utc)
     except (ValueError, OverflowError, OSError) as err:
-        raise ParseError(f"qstat: job {job_id} has bad ctime {value!r}") from err
+        raise ParseError(f"qstat: job {job_id} has bad {tag} {value!r}") from err
 
 
 def _request(resources: dict[str, str],

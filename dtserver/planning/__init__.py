@@ -38,7 +38,7 @@ def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> Plan:
         stall_actions = []
     actions = tuple(intent_actions + floor + demand.launches + repairs + stall_actions
                     + removals + hint_actions)
-    next_due = _next_due(snapshot, policy, now, stall_due)
+    next_due = _next_due(snapshot, policy, now, [stall_due, demand.next_due])
     return Plan(
         actions=actions, verdicts=verdicts,
         notes=tuple(intent_notes + repair_notes + floor_notes + demand.notes + removal_notes
@@ -91,13 +91,13 @@ def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: 
 
 
 def _next_due(snapshot: Snapshot, policy: Policy, now: datetime,
-              stall_due: datetime | None) -> datetime | None:
-    """The first idle check of an idle node, or the scheduler-stall poke, still ahead."""
+              others: list[datetime | None]) -> datetime | None:
+    """The first idle check of an idle node, or of `others` (the scheduler-stall poke, a
+    busy node coming within a boot of freeing), still ahead."""
     due = [record.state_since + check
            for record in snapshot.records if record.state is NodeState.IDLE
            for check in policy.idle_checks_of(record)]
-    if stall_due is not None:
-        due.append(stall_due)
+    due += [moment for moment in others if moment is not None]
     return min((moment for moment in due if moment > now), default=None)
 
 

@@ -22,6 +22,8 @@ from dtserver.policy import Policy, Pool
 HINT_MATCH_SKEW = timedelta(seconds=5)
 LOOKAHEAD_SLICES = 32
 HINT_KEY = "hint:"
+# A busy node whose jobs all end within one boot: demand waits for it (Policy.lookahead).
+FREES_SOON = "frees-soon"
 
 Shape = tuple[int, int, int]   # cores, mem_mb, gpus
 
@@ -75,6 +77,7 @@ class DemandResult:
     expired_hints: list[ExpireHint]
     used_hostnames: set[str]       # existing nodes that demand was packed onto
     notes: list[str] = field(default_factory=list)
+    next_due: datetime | None = None   # a busy node comes within a boot of freeing
 
 
 def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy,
@@ -346,12 +349,18 @@ def _users(users: set[str]) -> str:
     return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
 
 
-def existing_bins(snapshot: Snapshot, policy: Policy,
-                  reclaimable: dict[str, NodeRecord]) -> list[Bin]:
+def existing_bins(snapshot: Snapshot, policy: Policy, now: datetime,
+                  reclaimable: dict[str, NodeRecord]) -> tuple[list[Bin], datetime | None]:
     """Free capacity on nodes we own that are up or coming, plus idle-drained nodes that
-    could be cleared instead of launching anew."""
+    could be cleared instead of launching anew; then, with Policy.lookahead, whole busy
+    nodes whose jobs all end within one boot (by their start time and walltime): a job
+    that waits for one of those starts no later than on a node launched for it now.
+    Also when the next busy node comes within that boot: the packing may change then."""
     nodes = snapshot.node_by_name or {}
     bins: list[Bin] = []
+    freeing: list[Bin] = []
+    coming: list[datetime] = []
+    ends, horizon = _job_ends(snapshot, policy, now) if policy.lookahead else ({}, now)
     for record in snapshot.records:
         pool = policy.pool(record.pool)
         flavor = pool.flavor(record.flavor) if pool else None
@@ -372,7 +381,33 @@ def existing_bins(snapshot: Snapshot, policy: Policy,
         share = max(flavor.cores - used, 0)
         bins.append(Bin(record.hostname, pool, share, flavor.mem_mb * share // flavor.cores,
                         flavor.gpus if used == 0 else 0, label, busy=used > 0))
-    return bins
+        if not (used and record.state is NodeState.BUSY and node is not None and node.jobs
+                and all(job in ends for job in node.jobs)):
+            continue
+        last_end = max(ends[job] for job in node.jobs)
+        if last_end > horizon:
+            coming.append(now + (last_end - horizon))
+            continue
+        # One members set for both bins of the node: a job that needs distinct nodes never
+        # counts it twice.
+        freeing.append(Bin(record.hostname, pool, flavor.cores, flavor.mem_mb, flavor.gpus,
+                           FREES_SOON, members=bins[-1].members, busy=True))
+    return bins + freeing, min(coming, default=None)
+
+
+def _job_ends(snapshot: Snapshot, policy: Policy, now: datetime
+              ) -> tuple[dict[str, datetime], datetime]:
+    """When each running job ends at the latest, by id, and the end of one boot from now."""
+    recent = snapshot.recent
+    horizon = now + (recent.boot_time(policy.boot_estimate) if recent is not None
+                     else policy.boot_estimate)
+    ends = {}
+    for job in snapshot.jobs or ():
+        if job.state is JobState.RUNNING:
+            end = job.expected_end
+            if end is not None:
+                ends[job.id] = end
+    return ends, horizon
 
 
 class _Packer:
@@ -548,8 +583,9 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
     position = {demand.key: index for pool_demands in pending.values()
                 for index, demand in enumerate(pool_demands)}
 
-    packer = _Packer(snapshot, policy, now, budget,
-                     existing_bins(snapshot, policy, reclaimable) if demands else [], pending)
+    bins, next_due = existing_bins(snapshot, policy, now, reclaimable) if demands \
+        else ([], None)
+    packer = _Packer(snapshot, policy, now, budget, bins, pending)
     launches: dict[str, LaunchInstance] = {}
     bin_jobs: dict[str, list[str]] = {}
     used: set[str] = set()
@@ -594,7 +630,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
                 hostname=bin_.hostname, pool=bin_.pool.name, flavor=bin_.flavor.name,
                 cores=bin_.flavor.cores, reason=f"demand: {shown}",
                 prewarm=all(key.startswith(HINT_KEY) for key in served))
-    return DemandResult(list(launches.values()), verdicts, expired, used, notes)
+    return DemandResult(list(launches.values()), verdicts, expired, used, notes, next_due)
 
 
 def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
@@ -605,6 +641,10 @@ def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
                           demand.cores)
     if labels & {"launching", "booting", "registered"}:
         return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join",
+                          pool.name, demand.cores)
+    if FREES_SOON in labels:
+        return JobVerdict(demand.key, "waiting-job-end",
+                          f"fits on {hosts} when the jobs there end, within a boot",
                           pool.name, demand.cores)
     return JobVerdict(demand.key, "waiting-scheduler",
                       f"fits on {hosts}; waiting for the scheduler", pool.name, demand.cores,

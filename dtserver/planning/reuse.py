@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import statistics
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from dtserver.model import Job, NodeRecord, RecentDemand, Snapshot
+from dtserver.model import Job, NodeRecord, Snapshot
 from dtserver.planning.demand import eligible_pools
 from dtserver.policy import Policy, Pool
 
@@ -48,7 +47,7 @@ def early_releases(snapshot: Snapshot, policy: Policy, now: datetime,
                   and record.state_since - rules.window >= recent.since}
     if not candidates:
         return {}
-    boot = _boot_time(recent, rules.boot_estimate)
+    boot = recent.boot_time(policy.boot_estimate)
     rates = _ArrivalRates(recent.arrivals, policy)
     decided: dict[str, str] = {}
     groups = itertools.groupby(sorted(idle, key=lambda record: (record.pool, record.cores)),
@@ -95,12 +94,6 @@ def _cheapest_wait(gaps: Sequence[timedelta], checks: Sequence[timedelta],
         if best_cost is None or cost < best_cost:
             best, best_cost = wait, cost
     return best
-
-
-def _boot_time(recent: RecentDemand, estimate: timedelta) -> timedelta:
-    if not recent.boot_seconds:
-        return estimate
-    return timedelta(seconds=statistics.median(recent.boot_seconds))
 
 
 class _ArrivalRates:

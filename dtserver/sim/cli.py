@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "nodes=1:ppn=8+1:ppn=1 for 9 cores)")
     parser.add_argument("--no-packing", action="store_true",
                         help="multi-core jobs get nodes of their own")
+    parser.add_argument("--no-lookahead", action="store_true",
+                        help="never wait for a busy node whose jobs end within a boot: "
+                             "launch, for comparison")
     parser.add_argument("--no-old", action="store_true",
                         help="skip the replay with the old Dynamic Torque settings")
     parser.add_argument("--old-flavor", help="the one flavor of the old Dynamic Torque "
@@ -128,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle_timeout=args.idle_timeout, early_idle_release=not args.fixed_idle,
         boot_timeout=args.boot_timeout,
         poll_interval=args.poll_interval, hook=not args.no_hook,
-        pack_multicore=not args.no_packing, check_invariants=args.check_invariants,
+        pack_multicore=not args.no_packing, lookahead=not args.no_lookahead,
+        check_invariants=args.check_invariants,
         faithful=args.faithful, seed=args.seed)
     configurations = [settings]
     if not args.no_old:

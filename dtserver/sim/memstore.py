@@ -195,6 +195,10 @@ class MemoryStore:
     def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
         self._plan = (time, plan)
 
+    def touch_plan(self, time: datetime) -> None:
+        if self._plan is not None:
+            self._plan = (time, self._plan[1])
+
     def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None:
         return self._plan
 

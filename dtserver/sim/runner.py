@@ -126,6 +126,7 @@ class SimSettings:
     poll_interval: float = 10.0
     hook: bool = True                 # arrivals wake the reconciler (the submit filter)
     pack_multicore: bool = True
+    lookahead: bool = True            # wait for nodes whose jobs end within a boot
     scheduler_iteration: float = 600.0
     check_invariants: bool = False    # DESIGN.md §4 on the world after every pass
     faithful: bool = False            # TorqueBatch (qstat/pbsnodes XML) instead of direct
@@ -142,7 +143,7 @@ class SimSettings:
                       boot_timeout=timedelta(seconds=self.boot_timeout),
                       down_timeout=timedelta(seconds=self.down_timeout),
                       hint_ttl=timedelta(seconds=2 * self.poll_interval),
-                      pack_multicore=self.pack_multicore,
+                      pack_multicore=self.pack_multicore, lookahead=self.lookahead,
                       idle_release=IdleRelease(enabled=self.early_idle_release))
 
 
@@ -353,8 +354,7 @@ class Simulation:
         if report.plan.actions:
             self._timers = self._planner_timers(now)
         else:
-            self._timers = [timer for timer in self._timers
-                            if timer > now and timer != self._plan_due]
+            self._timers = [timer for timer in self._timers if timer > now]
         # The plan's own timers (idle checks, the scheduler-stall poke) come with it.
         due = report.plan.next_due
         self._plan_due = self._tick_at_or_after(due) if due is not None else None
@@ -418,14 +418,17 @@ class Simulation:
         return self._is_news(queued, nodes)
 
     def _is_news(self, queued: tuple[Job, ...], nodes: tuple[Node, ...]) -> bool:
-        """A job queued that the last pass did not see, or a node whose state, readiness,
-        note or emptiness changed (its free cores too while jobs wait: the packer counts
-        them). A job that starts or ends beside others while nothing waits changes no plan:
-        scale-down and the lifecycle read only whether a node is empty. tests/sim
-        (skipping quiet ticks changes nothing) holds this against a pass at every tick."""
+        """A job queued that the last pass did not see or that left the queue since, or a
+        node whose state, readiness, note or emptiness changed (its free cores too while
+        jobs wait: the packer counts them). A job that starts or ends beside others while
+        nothing waits changes no plan: scale-down and the lifecycle read only whether a
+        node is empty. tests/sim (skipping quiet ticks changes nothing) holds this against
+        a pass at every tick."""
         if queued is not self._pass_queued:
-            known = self._pass_queued_ids
-            if any(job.id not in known for job in queued):
+            # A job queued anew, or one that left the queue: its claim on a node the
+            # packer counted (an idle node kept for it) is gone.
+            if len(queued) != len(self._pass_queued_ids) or any(
+                    job.id not in self._pass_queued_ids for job in queued):
                 return True
         before = self._pass_nodes
         if nodes is before:
@@ -516,11 +519,12 @@ def dynamic_torque_settings(settings: SimSettings, *, flavor: Flavor | None = No
                             ) -> SimSettings:
     """The old Dynamic Torque as settings of the same engine: polling every 10 s with no
     submit filter, one flavor (the largest unless given), at most 5 instances booting,
-    600 s idle timeout for every node, multi-core jobs on nodes of their own."""
+    600 s idle timeout for every node, multi-core jobs on nodes of their own, and no
+    waiting for nodes about to free."""
     chosen = flavor or max(settings.flavors, key=lambda item: item.cores)
     return replace(settings, name="old-dynamic-torque", flavors=(chosen,), poll_interval=10.0,
                    hook=False, max_booting=5, idle_timeout=600.0, early_idle_release=False,
-                   pack_multicore=False)
+                   pack_multicore=False, lookahead=False)
 
 
 def _needs_follow_up(actions: Sequence[object]) -> bool:

@@ -159,6 +159,10 @@ class Store(Protocol):
     def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
         """The last plan as JSON-ready data (for /v1/plan and `dtadmin why`)."""
 
+    def touch_plan(self, time: datetime) -> None:
+        """The last plan is still the plan at `time` (a pass that changed nothing need not
+        write it again: on a deep queue it is megabytes)."""
+
     def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None: ...
 
     def save_pass(self, report: PassReport) -> None: ...

@@ -455,6 +455,10 @@ class SqliteStore:
             conn.execute("INSERT OR REPLACE INTO last_plan (id, time, plan) VALUES (1, ?, ?)",
                          params)
 
+    def touch_plan(self, time: datetime) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE last_plan SET time = ? WHERE id = 1", (_encode_time(time),))
+
     def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None:
         with self._connection() as conn:
             row = conn.execute("SELECT time, plan FROM last_plan WHERE id = 1").fetchone()

@@ -172,6 +172,9 @@ def test_qstat_multimom_capture_shows_the_job_on_its_second_mom():
     assert job.id == "48.vm" and job.queue == "cloud"
     assert job.state is JobState.RUNNING
     assert job.exec_hosts == ("vmm2",)
+    # start_time and walltime=00:05:00 tell when TORQUE ends it at the latest
+    assert job.started == utc(1795609508)
+    assert job.expected_end == utc(1795609508 + 300)
 
 
 def test_qstat_unparseable_request_is_kept_with_its_reason():
@@ -210,10 +213,11 @@ def test_qstat_garbage_raises_parse_error_which_means_unavailable(data):
     "<Job><queue>batch</queue></Job>",
     job_xml(state="Z"),
     job_xml(ctime="yesterday"),
+    job_xml(state="R", extra="<start_time>soon</start_time>"),
     job_xml(queue=""),
     "<Job><Job_Id>1.vm</Job_Id><job_state>Q</job_state><queue>batch</queue>"
     "<ctime>1</ctime></Job>",
-], ids=["no-id", "unknown-state", "bad-ctime", "empty-queue", "no-owner"])
+], ids=["no-id", "unknown-state", "bad-ctime", "bad-start-time", "empty-queue", "no-owner"])
 def test_qstat_job_missing_or_bad_required_fields_is_kept_as_unknown_between_exact_jobs(
         job, caplog):
     clean = jobs_of(qstat_doc(job_xml("1.vm"), job_xml("3.vm")))

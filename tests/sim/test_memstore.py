@@ -78,8 +78,12 @@ def test_events_newest_first_and_last_plan_and_pass(store):
     assert events[1].hostname == "n-1" and events[1].time == T0
     assert len(store.events(limit=1)) == 1
     assert store.last_plan() is None and store.last_pass() is None
+    store.touch_plan(T0)
+    assert store.last_plan() is None
     store.save_plan(T0, {"actions": []})
     assert store.last_plan() == (T0, {"actions": []})
+    store.touch_plan(T0 + timedelta(seconds=10))
+    assert store.last_plan() == (T0 + timedelta(seconds=10), {"actions": []})
     report = PassReport(T0, 0.5, True, {"actions": 0})
     store.save_pass(report)
     assert store.last_pass() == report

@@ -426,6 +426,15 @@ def test_only_the_last_plan_is_kept(store):
     assert store.last_plan() == (T0 + timedelta(seconds=10), {"actions": [], "notes": ["sleeping"]})
 
 
+def test_touching_the_last_plan_keeps_it_and_dates_it_anew(store):
+    store.touch_plan(T0)                      # before any plan: nothing to date
+    assert store.last_plan() is None
+    store.save_plan(T0, {"actions": [], "notes": ["sleeping"]})
+    store.touch_plan(T0 + timedelta(seconds=10))
+    assert store.last_plan() == (T0 + timedelta(seconds=10),
+                                 {"actions": [], "notes": ["sleeping"]})
+
+
 def test_last_pass_round_trips(store):
     assert store.last_pass() is None
     report = PassReport(time=T0, duration_seconds=0.25, ok=False,

@@ -49,6 +49,23 @@ def test_dry_run_plans_and_records_the_plan_but_changes_nothing(cluster):
     assert cluster.store.last_plan() is not None
 
 
+def test_a_plan_that_shows_nothing_new_is_not_written_again_only_its_time(cluster, monkeypatch):
+    cluster.submit({"nodes": "1:ppn=1", "walltime": "01:00:00"}, 3600)
+    cluster.run(300)                              # booted, joined, the job runs
+    written = []
+    save_plan = cluster.store.save_plan
+    monkeypatch.setattr(cluster.store, "save_plan",
+                        lambda time, plan: (written.append(time), save_plan(time, plan)))
+    first, second = cluster.step(), cluster.step()
+    assert (first.plan.actions, first.plan.verdicts, first.plan.notes) == (
+        second.plan.actions, second.plan.verdicts, second.plan.notes)
+    assert second.time not in written
+    assert cluster.store.last_plan()[0] == second.time
+    cluster.submit({"nodes": "2:ppn=8"}, 60)     # more than the node has: a launch
+    third = cluster.step()
+    assert third.plan.of_type(LaunchInstance) and written[-1] == third.time
+
+
 def test_a_refused_create_leaves_a_closed_record_and_a_backoff(cluster):
     cluster.world.nova.fail_next(1, nova_exc.BadRequest(400, "Invalid flavorRef"),
                                  operations=("servers.create",))
