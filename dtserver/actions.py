@@ -162,7 +162,7 @@ class JobVerdict:
     """Why a queued job is or is not being served; shown by `dtadmin why`."""
 
     job_id: str
-    status: str        # "launching", "waiting-capacity", "not-eligible", "blocked", ...
+    status: str        # "launching", "waiting-boot", "waiting-capacity", "not-eligible", ...
     reason: str
     pool: str | None = None
     cores: int | None = None   # cores the job requests; /metrics sums the queued demand
