@@ -177,9 +177,9 @@ class Plan:
     # Look again this soon rather than at the next regular pass: node entries are settling
     # or moms are about to report, and the next step waits on that.
     revisit_after: timedelta | None = None
-    # When the first of the time-based rules that revisit_after covers (idle checks, the
-    # scheduler-stall poke, a busy node coming within a boot of freeing while jobs wait)
-    # falls due if nothing else changes; None: none is pending.
+    # When the first time-based rule of the planner falls due if nothing else changes
+    # (lifecycle timers, idle checks, the scheduler-stall poke, a busy node coming within a
+    # boot of freeing while jobs wait); None: none is pending. The simulator wakes at it.
     next_due: datetime | None = None
 
     def of_type(self, kind: type) -> list:

@@ -10,7 +10,7 @@ from dtserver.model import NodeState, Snapshot
 from dtserver.planning.demand import plan_demand, plan_floor
 from dtserver.planning.intents import plan_intents
 from dtserver.planning.limits import Budget
-from dtserver.planning.repair import plan_repairs
+from dtserver.planning.repair import plan_repairs, record_timers
 from dtserver.planning.scale_down import plan_removals, reclaimable
 from dtserver.policy import Policy
 
@@ -92,11 +92,13 @@ def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: 
 
 def _next_due(snapshot: Snapshot, policy: Policy, now: datetime,
               others: list[datetime | None]) -> datetime | None:
-    """The first idle check of an idle node, or of `others` (the scheduler-stall poke, a
-    busy node coming within a boot of freeing), still ahead."""
-    due = [record.state_since + check
-           for record in snapshot.records if record.state is NodeState.IDLE
-           for check in policy.idle_checks_of(record)]
+    """The first time-based rule still ahead: a lifecycle timer, an idle check of an idle
+    node, or one of `others` (the scheduler-stall poke, a busy node coming within a boot of
+    freeing)."""
+    due = record_timers(snapshot, policy)
+    due += [record.state_since + check
+            for record in snapshot.records if record.state is NodeState.IDLE
+            for check in policy.idle_checks_of(record)]
     due += [moment for moment in others if moment is not None]
     return min((moment for moment in due if moment > now), default=None)
 

@@ -289,6 +289,28 @@ def plan_repairs(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[st
     return lifecycle.actions, lifecycle.notes, touched - {None}
 
 
+# The timers above compare with `>`: each fires on the first look strictly after it.
+JUST_AFTER = timedelta(milliseconds=1)
+
+
+def record_timers(snapshot: Snapshot, policy: Policy) -> list[datetime]:
+    """When each time-based rule of the lifecycle fires if nothing else changes: launch
+    grace, boot timeout, delete retry, down timeout, and the end of a pool's backoff."""
+    due: list[datetime] = []
+    for record in snapshot.records:
+        if record.state is NodeState.LAUNCHING:
+            due.append(record.state_since + policy.launch_grace + JUST_AFTER)
+        elif record.state in (NodeState.BOOTING, NodeState.REGISTERED):
+            due.append(record.created + policy.boot_timeout + JUST_AFTER)
+        elif record.state is NodeState.DELETING:
+            due.append(record.state_since + DELETE_RETRY + JUST_AFTER)
+        if record.down_since is not None:
+            due.append(record.down_since + policy.down_timeout + JUST_AFTER)
+    due += [health.backoff_until for health in snapshot.pool_health.values()
+            if health.backoff_until is not None]
+    return due
+
+
 def next_health(health: PoolHealth | None, pool: str, kind: ErrorKind, message: str,
                 now: datetime, policy: Policy) -> PoolHealth:
     """Backoff after a failure: doubling from backoff_base up to backoff_cap; the pool stops

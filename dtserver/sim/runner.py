@@ -4,8 +4,9 @@ The world is bootstrap's fake one (TorqueEmulator and FakeNova on one FakeClock)
 reconciler and planner are the production ones. The clock jumps from event to event and
 never ticks: a stop is a job arrival, or a poll tick (every `poll_interval`, on a fixed
 grid) at or after a TORQUE event (job end, node report, scheduler cycle while jobs
-wait), a Nova event (boot or delete done) or a planner timer (idle, boot, down and
-launch timeouts, delete retry, pool backoff). A pass runs at a stop only if it could
+wait), a Nova event (boot or delete done) or the next time-based step the last plan dated
+(Plan.next_due: idle checks, boot, down and launch timeouts, delete retry, pool backoff,
+the scheduler-stall poke). A pass runs at a stop only if it could
 decide something new: an arrival announced by the submit filter (`hook`), a change in
 TORQUE (see _is_news) or Nova since the last pass read them, a timer that fell due, or a
 record change of the last pass whose next step no outside change announces. Ticks at
@@ -14,7 +15,6 @@ and the time, so they would change nothing (the tests replay traces both ways).
 """
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import math
@@ -36,7 +36,6 @@ from dtserver.cloud import Cloud
 from dtserver.cloud.fake_nova import FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.model import DtError, Flavor, Job, JobState, Node, NodeState
-from dtserver.planning.repair import DELETE_RETRY
 from dtserver.policy import IdleRelease, Policy, Pool
 from dtserver.reconciler import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
@@ -52,7 +51,7 @@ DEFAULT_START = datetime(2020, 1, 6, tzinfo=timezone.utc)
 WARMUP = timedelta(seconds=60)
 # How often a replay tells how far it got: cheap beside the passes between.
 PROGRESS_STOPS = 500
-# Timers the planner compares with `>` fire on the first tick strictly after them.
+# every_tick: the first tick strictly after now.
 _STRICT = timedelta(milliseconds=1)
 _RUNNING = (JobState.RUNNING, JobState.EXITING, JobState.COMPLETED)
 _ANNOUNCED = (LaunchInstance, JoinNode, RegisterSlot, ReleaseNode, OfflineNode, ClearNode,
@@ -254,7 +253,6 @@ class Simulation:
         self._latest_jobs: tuple[Job, ...] | None = None
         self._pass_queued_ids: set[str] = set()
         self._nova_due: datetime | None = None
-        self._timers: list[datetime] = []
         self._plan_due: datetime | None = None
         self._follow_up: datetime | None = None
         self._wanted: datetime | None = None
@@ -315,8 +313,8 @@ class Simulation:
         for event in (torque, self.world.nova.next_event_at()):
             if event is not None:
                 candidates.append(self._tick_at_or_after(event))
-        if self._timers:
-            candidates.append(self._timers[0])
+        if self._plan_due is not None:
+            candidates.append(self._plan_due)
         if self.settings.every_tick:
             candidates.append(self._tick_at_or_after(self.clock.now() + _STRICT))
         return min(candidates, default=None)
@@ -331,7 +329,7 @@ class Simulation:
                 or (self._nova_due is not None and self._nova_due <= now)
                 or (self._follow_up is not None and self._follow_up <= now)
                 or (self._wanted is not None and self._wanted <= now)
-                or bool(self._timers and self._timers[0] <= now))
+                or (self._plan_due is not None and self._plan_due <= now))
 
     def _pass(self) -> None:
         self._observe()
@@ -351,15 +349,10 @@ class Simulation:
         tick = now + self.grid - (now - self.origin) % self.grid
         self._wanted = tick if news else None
         self._follow_up = tick if _needs_follow_up(report.plan.actions) else None
-        if report.plan.actions:
-            self._timers = self._planner_timers(now)
-        else:
-            self._timers = [timer for timer in self._timers if timer > now]
-        # The plan's own timers (idle checks, the scheduler-stall poke) come with it.
+        # The plan dates its own next time-based step; records change only in passes, so
+        # the date holds until the next one.
         due = report.plan.next_due
         self._plan_due = self._tick_at_or_after(due) if due is not None else None
-        if self._plan_due is not None and self._plan_due not in self._timers:
-            bisect.insort(self._timers, self._plan_due)
 
     # -- arrivals ----------------------------------------------------------------------------
     def _arrival(self, job: SimJob) -> datetime:
@@ -468,27 +461,6 @@ class Simulation:
         life = self.alive.pop(server.name, None)
         if life is not None:
             self.closed.append(life.closed(self._seconds(self.clock.now())))
-
-    def _planner_timers(self, now: datetime) -> list[datetime]:
-        """When a time-based rule of the planner that the plan does not date (see
-        Plan.next_due) next fires, from the records: boot timeout, launch grace, down
-        timeout, delete retry, pool backoff."""
-        policy = self.policy
-        due: list[datetime] = []
-        for record in self.store.records():
-            if record.state is NodeState.LAUNCHING:
-                due.append(record.state_since + policy.launch_grace + _STRICT)
-            elif record.state in (NodeState.BOOTING, NodeState.REGISTERED):
-                due.append(record.created + policy.boot_timeout + _STRICT)
-            elif record.state is NodeState.DELETING:
-                due.append(record.state_since + DELETE_RETRY + _STRICT)
-            if record.down_since is not None:
-                due.append(record.down_since + policy.down_timeout + _STRICT)
-        for health in self.store.pool_health().values():
-            if health.backoff_until is not None:
-                due.append(health.backoff_until)
-        ticks = {self._tick_at_or_after(moment) for moment in due}
-        return sorted(tick for tick in ticks if tick > now)
 
     # -- helpers -----------------------------------------------------------------------------
     def _tick_at_or_after(self, moment: datetime) -> datetime:
