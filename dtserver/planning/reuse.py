@@ -66,18 +66,19 @@ def early_releases(snapshot: Snapshot, policy: Policy, now: datetime,
             if record.id not in candidates:
                 continue
             idle_for = now - record.state_since
-            head = (f"idle for {int(idle_for.total_seconds())} s; {count} arrivals for "
-                    f"{cores}-core nodes since {start:%H:%M:%S}")
-            if not is_wanted:
-                decided[record.id] = (f"{head} predict {expected:.2f} node(s) within a "
-                                      f"{boot.total_seconds():.0f} s boot, {wanted} wanted")
-                continue
-            gaps = rates.gaps(pool, cores, start, record.state_since)
-            wait = _cheapest_wait(gaps, policy.idle_checks_of(record), BOOT_PENALTY * boot)
-            if idle_for >= wait:
-                decided[record.id] = (f"{head}: waiting longer than {int(wait.total_seconds())}"
-                                      f" s costs more than the {boot.total_seconds():.0f} s "
-                                      f"boot it may save")
+            if is_wanted:
+                gaps = rates.gaps(pool, cores, start, record.state_since)
+                wait = _cheapest_wait(gaps, policy.idle_checks_of(record), BOOT_PENALTY * boot)
+                if idle_for < wait:
+                    continue
+                why = (f": waiting longer than {int(wait.total_seconds())} s costs more than "
+                       f"the {boot.total_seconds():.0f} s boot it may save")
+            else:
+                why = (f" predict {expected:.2f} node(s) within a {boot.total_seconds():.0f} s "
+                       f"boot, {wanted} wanted")
+            decided[record.id] = (f"idle for {int(idle_for.total_seconds())} s; {count} "
+                                  f"arrivals for {cores}-core nodes since {start:%H:%M:%S}"
+                                  + why)
     return decided
 
 
