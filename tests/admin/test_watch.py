@@ -77,17 +77,19 @@ def test_info_watch_redraws_a_live_service_and_ctrl_c_exits_0(
             stdout=subprocess.PIPE, stderr=stderr) as process:
         reader = threading.Thread(target=read_into, args=(process.stdout, output), daemon=True)
         reader.start()
+        # Bounds for a machine busy with other work: a starting interpreter or a frame can
+        # take many seconds there; a healthy run ends in about one.
         try:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 90
             while output.count(CLEAR_SCREEN.encode()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.05)
             process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=10)
+            code = process.wait(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
-                process.wait(timeout=10)
-        reader.join(timeout=10)
+                process.wait(timeout=60)
+        reader.join(timeout=60)
     assert code == 0, errors.read_text()
     text = output.decode()
     assert text.count(CLEAR_SCREEN) >= 3
