@@ -1,6 +1,7 @@
 """`dtadmin info --watch S` and `-i -c S`: redraw in place like watch(1), exit 0 on Ctrl-C."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -9,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_info_watch_redraws_a_live_service_and_ctrl_c_exits_0(
     env = {**os.environ, "DTADMIN_CONFIG": str(tmp_path / "absent.conf")}
     errors = tmp_path / "stderr.txt"
     output = bytearray()
-    with errors.open("wb") as stderr, subprocess.Popen(
+    with errors.open("wb") as stderr, interruptible_children(), subprocess.Popen(
             [sys.executable, "-m", "admin", "--url", service.url, *argv], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=stderr) as process:
         reader = threading.Thread(target=read_into, args=(process.stdout, output), daemon=True)
@@ -96,6 +97,19 @@ def test_info_watch_redraws_a_live_service_and_ctrl_c_exits_0(
     last_frame = text.split(CLEAR_SCREEN)[-1]
     assert "Every 0.2s: dtadmin info" in last_frame
     assert "cloud-001" in last_frame
+
+
+@contextlib.contextmanager
+def interruptible_children() -> Iterator[None]:
+    """Children started meanwhile take Ctrl-C as at a terminal. A shell without job control
+    starts background commands (this suite, when run so) with SIGINT ignored, children
+    inherit that, and Python then never raises KeyboardInterrupt; a handled signal is reset
+    to its default in an exec'd child."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def read_into(stream: IO[bytes], output: bytearray) -> None:
