@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 from dtserver.model import Job, NodeRecord, Snapshot
-from dtserver.planning.demand import eligible_pools
+from dtserver.planning.demand import _Eligibility
 from dtserver.policy import Policy, Pool
 
 # A node beyond the first is wanted while the expected demand covers this much of it.
@@ -106,7 +106,7 @@ class _ArrivalRates:
         self._arrivals = arrivals
         self._policy = policy
         self._sums: dict[tuple[str, int], tuple[list[datetime], list[float]]] = {}
-        self._pools: dict[tuple, frozenset[str]] = {}
+        self._eligibility = _Eligibility(policy)   # the packer's cache of eligible pools
 
     def since(self, pool: Pool, cores: int, start: datetime) -> tuple[float, int]:
         times, totals = self._sums.get((pool.name, cores)) or self._add(pool, cores)
@@ -124,7 +124,7 @@ class _ArrivalRates:
         times: list[datetime] = []
         totals = [0.0]
         for job in self._arrivals:
-            if pool.name in self._eligible(job):
+            if self._eligible(job, pool):
                 times.append(job.created)
                 totals.append(totals[-1] + sum(
                     chunk.count * min(1.0, max(chunk.cores, 1) / cores)
@@ -132,13 +132,9 @@ class _ArrivalRates:
         self._sums[pool.name, cores] = times, totals
         return times, totals
 
-    def _eligible(self, job: Job) -> frozenset[str]:
+    def _eligible(self, job: Job, pool: Pool) -> bool:
         policy = self._policy
         if job.request is None or (policy.queues and job.queue not in policy.queues):
-            return frozenset()
-        key = (job.queue, job.account, id(job.request))
-        if key not in self._pools:
-            pools, _ = eligible_pools(policy.pools, job.queue, job.account, job.request,
-                                      policy.max_cores)
-            self._pools[key] = frozenset(pool.name for pool in pools)
-        return self._pools[key]
+            return False
+        pools, _ = self._eligibility.pools_for(job.queue, job.account, job.request)
+        return any(eligible is pool for eligible in pools)
