@@ -1,4 +1,4 @@
-"""Bench: hint POSTs per second against the real API under gunicorn (DESIGN.md section 8).
+"""Bench: hint POSTs per second against the real API under gunicorn (docs/design.md, Performance targets).
 
 Target: at least 1,500 POST /v1/hints per second on 2 cores, p99 at most 50 ms. The API
 runs as production runs it: `gunicorn -c deploy/gunicorn.conf.py` (2 gthread workers,

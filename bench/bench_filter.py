@@ -1,4 +1,4 @@
-"""Bench: what the submit filter adds to each qsub (DESIGN.md section 8).
+"""Bench: what the submit filter adds to each qsub (docs/design.md, Performance targets).
 
 Targets: at most 25 ms median over a plain `cat` of the same script with the service up,
 and at most 1 s with a hung service. Every run goes through `sh -c` with stdout

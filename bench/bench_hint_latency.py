@@ -1,4 +1,4 @@
-"""Bench: hint received -> Nova create call (DESIGN.md section 8; target p95 <= 200 ms).
+"""Bench: hint received -> Nova create call (docs/design.md; target p95 <= 200 ms).
 
 The API runs under real gunicorn (deploy/gunicorn.conf.py) on loopback and writes the
 wakeup FIFO after storing each hint. The reconciler runs its ordinary loop in this

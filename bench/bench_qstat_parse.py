@@ -1,4 +1,4 @@
-"""Bench: stream-parse a `qstat -x` of 100k jobs (DESIGN.md section 8: <= 2 s, streaming).
+"""Bench: stream-parse a `qstat -x` of 100k jobs (docs/design.md: <= 2 s, streaming).
 
 Generates the document in the reference format (job elements copied from the real TORQUE
 capture, ids renumbered) into a temporary file, then parses it with iter_qstat_jobs:

@@ -126,7 +126,7 @@ def torque_array_spec(indices: str) -> str:
 
 
 def _skip_reason(job: Any) -> Optional[str]:
-    """Why the job will not be waiting for nodes once queued, if it won't (DESIGN.md s. 5)."""
+    """Why the job will not be waiting for nodes once queued, if it won't (docs/design.md, Demand)."""
     holds = _text(getattr(job, "Hold_Types", None)) or "n"
     if holds.strip("n"):
         return "held"

@@ -8,7 +8,7 @@ has dynamictorque installed, and the configuration the reconciler will use:
         -c /etc/dynamictorque/dynamic_torque.conf --flavor m1.large=4 \\
         --manager dynamictorque --dry-run
 
-What it sets up (facts from the real TORQUE 6.1 server, DESIGN.md section 9):
+What it sets up (facts from the real TORQUE 6.1 server, docs/torque-facts.md):
 - the managers: pbs_server names a client by the name its source address resolves to, so
   `--manager USER` means USER on this host as pbs_server names it: the name that
   torque_server's address resolves back to (`localhost` when that is 127.0.0.1), not

@@ -1,7 +1,7 @@
 """TorqueBatch: the Batch port over TORQUE 6.1 client commands.
 
 Works over any Runner: real subprocesses (SubprocessRunner) or the TorqueEmulator. The facts
-it respects come from a real server (DESIGN.md section 9, tests/data/torque/):
+it respects come from a real server (docs/torque-facts.md, tests/data/torque/):
 - a client that cannot reach the server exits non-zero with nothing on stdout (pbsnodes 1,
   qstat 33/111, qmgr 3): that is BatchUnavailable, never "no nodes" or "no jobs";
 - pbsnodes -o/-c/-N exit 0 even when the server refused: stderr decides;

@@ -1,7 +1,7 @@
 """TorqueEmulator: an in-memory TORQUE 6.1 server (pbs_server, FIFO pbs_sched and moms).
 
 It answers the argv of qstat, pbsnodes, qmgr, qsub and qdel with the output formats, texts
-and exit codes of the real TORQUE 6.1.3 captured in the shared torque-reference, and moves
+and exit codes of the real TORQUE 6.1.3 captured in tests/data/torque/, and moves
 on an injected Clock. The demo, the simulator and most tests run TorqueBatch over it, so
 every behaviour below comes from a capture (NN_*.txt) or, where marked "source", from the
 adaptivecomputing/torque code; the few guesses are marked "assumed".

@@ -1,7 +1,7 @@
 """FakeNova: an in-memory Nova shaped like the python-novaclient subset NovaCloud uses.
 
-It serves the demo, the simulator and the fast tests, so it follows the real API as the
-harness README records it (nova-harness/README.md): the same novaclient exception
+It serves the demo, the simulator and the fast tests, so it follows the real API as
+docs/nova-facts.md records it: the same novaclient exception
 classes, codes and messages; flavor ids, not names; `nics` required from 2.37; metadata
 filters ignored on list; BUILD -> ACTIVE with link-local addresses; delete -> 404 later;
 ERROR servers keep a `fault`. Time comes from a Clock and nothing happens between calls

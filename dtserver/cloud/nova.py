@@ -2,7 +2,7 @@
 
 Ownership: every instance we boot carries metadata naming the cluster, the installation
 (a random id made with our database), pool and node record, and two tags. The server list
-ignores metadata filters (nova-harness/README.md), so instances are listed by tag and
+ignores metadata filters (docs/nova-facts.md), so instances are listed by tag and
 ownership is then decided from the metadata in code, in `_is_ours` alone; tags only narrow
 the list. A cluster_id is only a name, and two installations in one project may share it:
 the installation id is what makes an instance ours. Every failure leaves as a CloudError

@@ -1,4 +1,4 @@
-"""The safety invariants of DESIGN.md §4, checked on every plan before anything is applied.
+"""The safety invariants of docs/design.md, checked on every plan before anything is applied.
 
 A violation is a bug in the planner: the reconciler refuses the whole plan rather than let
 one unsafe action reach TORQUE or the cloud.

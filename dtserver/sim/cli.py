@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG over time here")
     parser.add_argument("--check-invariants", action="store_true",
-                        help="check DESIGN.md §4 on the world after every pass (slow)")
+                        help="check the invariants (docs/design.md) on the world after every pass (slow)")
     parser.add_argument("--faithful", action="store_true",
                         help="read TORQUE through qstat/pbsnodes XML and list Nova in full "
                              "on every pass (slow; the default reads the same state directly)")

@@ -127,7 +127,7 @@ class SimSettings:
     pack_multicore: bool = True
     lookahead: bool = True            # wait for nodes whose jobs end within a boot
     scheduler_iteration: float = 600.0
-    check_invariants: bool = False    # DESIGN.md §4 on the world after every pass
+    check_invariants: bool = False    # docs/design.md's invariants on the world after every pass
     faithful: bool = False            # TorqueBatch (qstat/pbsnodes XML) instead of direct
     every_tick: bool = False          # a pass at every tick: slow; shows skipping is exact
     seed: int = 1

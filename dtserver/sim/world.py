@@ -1,4 +1,4 @@
-"""What the scenario tests and the simulator share: the safety invariants of DESIGN.md §4
+"""What the scenario tests and the simulator share: the safety invariants of docs/design.md
 checked against the emulated world itself (TORQUE emulator and FakeNova), not against
 our records."""
 from __future__ import annotations
@@ -31,7 +31,7 @@ def live_servers(nova: FakeNova, cluster_id: str) -> list[FakeServer]:
 
 
 class InvariantWatch:
-    """Checks DESIGN.md §4 after every step; remembers which jobs ran at the last one."""
+    """Checks the invariants after every step; remembers which jobs ran at the last one."""
 
     def __init__(self, world: FakeWorld, store: Store, policy: Policy, cluster_id: str) -> None:
         self.world = world

@@ -1,4 +1,4 @@
-"""FakeNova answers as the real Nova API does (nova-harness/README.md), on a FakeClock."""
+"""FakeNova answers as the real Nova API does (docs/nova-facts.md), on a FakeClock."""
 from __future__ import annotations
 
 import itertools

@@ -63,3 +63,20 @@ def test_metrics_page_names_only_metrics_the_api_exports() -> None:
     assert names
     for name in names:
         assert f'_{name.removesuffix("_total")}"' in source, name
+
+
+# What the code and docs cite must be in a clone: the team's workspace documents are not.
+_OUTSIDE = re.compile(r"DESIGN\.md|STYLE\.md|nova-harness|torque-reference|team workspace")
+_REPO_PATH = re.compile(r"(?<![\w./-])((?:docs|tests|dtserver|deploy|hooks|admin|bench)/[\w./-]*\w)")
+_CITING = [*PAGES, ROOT / "hooks" / "README.md",
+           *(path for folder in ("dtserver", "admin", "hooks", "bench", "deploy")
+             for path in sorted((ROOT / folder).rglob("*.py")))]
+
+
+@pytest.mark.parametrize("source", _CITING, ids=lambda source: str(source.relative_to(ROOT)))
+def test_citations_are_files_of_the_repository(source: Path) -> None:
+    text = source.read_text(encoding="utf-8")
+    assert _OUTSIDE.findall(text) == []
+    missing = sorted({cited for cited in _REPO_PATH.findall(text)
+                      if not (ROOT / cited).exists() and "*" not in cited})
+    assert missing == []

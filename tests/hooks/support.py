@@ -20,7 +20,7 @@ HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 FILTER = HOOKS / "torque_submitfilter"
 PBS_HOOK = HOOKS / "pbs_queuejob_hook.py"
 
-# The job script of the reference captures (torque-reference/20_submitfilter.txt).
+# The job script of the reference captures (tests/data/torque/20_submitfilter.txt).
 FJOB = b"#!/bin/bash\n#PBS -N fjob\n#PBS -l walltime=00:10:00\necho hello from fjob\nsleep 600\n"
 
 
@@ -33,7 +33,7 @@ class FilterRun:
 
 
 def qsub_command(args: Sequence[str], *, interactive: bool = False) -> str:
-    """The `sh -c` line TORQUE 6.1.3's qsub builds (torque-reference/21_filter_logs_all.txt).
+    """The `sh -c` line TORQUE 6.1.3's qsub builds (tests/data/torque/21_filter_logs_all.txt).
 
     Batch jobs: each argument in single quotes, unescaped, except the one after -C, which
     is backslash-escaped; stdout goes to a temporary file. `qsub -I` uses double quotes

@@ -1,4 +1,4 @@
-"""A whole emulated cluster driven pass by pass, with the safety invariants of DESIGN.md §4
+"""A whole emulated cluster driven pass by pass, with the safety invariants of docs/design.md
 checked against the world itself (dtserver.sim.world, shared with the simulator)."""
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class Cluster:
     def jobs(self):
         return self.world.emulator.jobs()
 
-    # -- DESIGN.md §4, at every step --------------------------------------------------------
+    # -- the invariants, at every step -----------------------------------------------------
     def check_invariants(self) -> None:
         problems = self.watch.violations()
         assert not problems, problems

@@ -1,4 +1,4 @@
-"""The dependency rules of STYLE.md §8 hold: import-linter contracts in setup.cfg."""
+"""The dependency rules of docs/architecture.md hold: import-linter contracts in setup.cfg."""
 from __future__ import annotations
 
 import subprocess
