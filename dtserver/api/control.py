@@ -16,6 +16,8 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from dtserver.api.auth import admin_required
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
+from dtserver.api.operation import (ADMIN, INTENT_ACCEPTED, JSON, LOCATION, TIME, Operation,
+                                    boolean_query, closed_object, nullable, ref)
 from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import Intent, IntentKind
 from dtserver.store import RecordNotFound
@@ -43,6 +45,9 @@ def _set_sleeping(sleeping: bool) -> dict[str, bool]:
 
 
 @bp.post("/v1/sleep")
+@Operation("Sleep mode on: no new launches; deletions continue", 200,
+           {JSON: closed_object({"sleeping": {"const": True}})}, errors=(401, 403, 503),
+           access=ADMIN)
 @admin_required
 def sleep() -> dict[str, bool]:
     """Sleep mode on: no new launches; deletions continue. 200 {sleeping: true}."""
@@ -50,6 +55,8 @@ def sleep() -> dict[str, bool]:
 
 
 @bp.post("/v1/wake")
+@Operation("Sleep mode off", 200, {JSON: closed_object({"sleeping": {"const": False}})},
+           errors=(401, 403, 503), access=ADMIN)
 @admin_required
 def wake() -> dict[str, bool]:
     """Sleep mode off. 200 {sleeping: false}."""
@@ -57,6 +64,9 @@ def wake() -> dict[str, bool]:
 
 
 @bp.get("/v1/plan")
+@Operation("The plan of the last reconciler pass (nulls before the first)", 200,
+           {JSON: closed_object({"time": nullable(TIME),
+                                 "plan": nullable({"type": "object"})})})
 def last_plan() -> dict[str, Any]:
     """The plan of the last reconciler pass; nulls before the first one."""
     stored = api_context().store.last_plan()
@@ -96,6 +106,9 @@ def _record_intent(kind: IntentKind, target: str | None, *,
 
 
 @bp.post("/v1/nodes/<name>/kill")
+@Operation("Delete an owned node once the reconciler has checked it runs no job", 202,
+           {JSON: INTENT_ACCEPTED}, errors=(400, 401, 403, 404, 503), access=ADMIN,
+           ok_headers=LOCATION)
 @admin_required
 def kill_node(name: str) -> tuple[Response, int]:
     """Delete one owned node once the reconciler has checked it runs no job.
@@ -114,6 +127,8 @@ def kill_node(name: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/drain-all")
+@Operation("Offline every owned node, sleep, and delete each once its jobs end", 202,
+           {JSON: INTENT_ACCEPTED}, errors=(401, 403, 503), access=ADMIN, ok_headers=LOCATION)
 @admin_required
 def drain_all() -> tuple[Response, int]:
     """Offline every owned node, sleep, and delete each node once its jobs end. 202 {intent}."""
@@ -121,6 +136,8 @@ def drain_all() -> tuple[Response, int]:
 
 
 @bp.post("/v1/pools/<name>/reset")
+@Operation("Clear a pool's backoff and boot-failure stop", 202, {JSON: INTENT_ACCEPTED},
+           errors=(400, 401, 403, 503), access=ADMIN, ok_headers=LOCATION)
 @admin_required
 def reset_pool(name: str) -> tuple[Response, int]:
     """Clear a pool's backoff and boot-failure stop. 202 {intent}; the reconciler refuses
@@ -130,6 +147,9 @@ def reset_pool(name: str) -> tuple[Response, int]:
 
 
 @bp.get("/v1/intents")
+@Operation("The latest admin intents, oldest first", 200,
+           {JSON: closed_object({"intents": {"type": "array", "items": ref("Intent")}})},
+           errors=(400, 503), query=(boolean_query("pending", "Only the intents still waiting"),))
 def list_intents() -> dict[str, tuple[Intent, ...]]:
     """The latest intents, oldest first; ?pending=true for those still waiting."""
     text = request.args.get("pending", "false").lower()
@@ -140,6 +160,10 @@ def list_intents() -> dict[str, tuple[Intent, ...]]:
 
 # SQLite integers are 64-bit: a larger id matches no route (404) instead of overflowing.
 @bp.get(f"/v1/intents/<int(max={2**63 - 1}):intent_id>")
+@Operation("One intent and its outcome", 200,
+           {JSON: closed_object({"intent": ref("Intent")},
+                                {"target_state": nullable(ref("NodeState"))})},
+           errors=(404, 503))
 def show_intent(intent_id: int) -> dict[str, Any]:
     """One intent: status (pending, done, refused, failed), created, finished, message.
 

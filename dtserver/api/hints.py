@@ -20,6 +20,7 @@ from dtserver import nodespec
 from dtserver.api.auth import check_hint_token
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
+from dtserver.api.operation import HINT, JSON, Operation, ref
 from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import Request
 from dtserver.planning.demand import eligible_pools
@@ -255,6 +256,10 @@ def validate_hint(payload: dict[str, Any]) -> Request:
 
 
 @bp.post("/v1/hints")
+@Operation("Announce a job before qsub has a job id (the submit filter); the answer says "
+           "whether any pool could ever run it", 202, {JSON: ref("HintAccepted")},
+           errors=(400, 401, 413, 415, 429, 503), access=HINT, body=ref("Hint"),
+           body_example=HINT_EXAMPLE, ok_examples=ANSWER_EXAMPLES)
 def post_hint() -> tuple[Response, int]:
     """Store the hint and say whether any pool could ever run the job (`servable`).
 

@@ -12,6 +12,7 @@ from flask import Blueprint
 
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
+from dtserver.api.operation import JSON, TIME, Operation, closed_object, ref
 from dtserver.api.serialize import format_time
 
 bp = Blueprint("jobs", __name__)
@@ -44,6 +45,10 @@ def matching_verdicts(verdicts: Any, job_id: str) -> list[Mapping[str, Any]]:
 
 
 @bp.get("/v1/jobs/<job_id>/why")
+@Operation("The planner's verdict on a queued job in the last pass", 200,
+           {JSON: closed_object({"job_id": {"type": "string"}, "time": TIME,
+                                 "verdicts": {"type": "array", "items": {"type": "object"}}})},
+           errors=(400, 404, 503))
 def why(job_id: str) -> dict[str, Any]:
     """{job_id, time, verdicts: [{job_id, status, reason, pool}]}; 404 when no plan is
     recorded yet or the job has no verdict (not queued, or not seen in the last pass)."""

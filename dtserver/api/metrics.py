@@ -38,6 +38,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from dtserver.api.context import api_context
+from dtserver.api.operation import TEXT, Operation
 from dtserver.clock import Clock
 from dtserver.model import LIVE_STATES, NodeRecord, NodeState, PoolHealth
 from dtserver.store import Event, PassReport, Store
@@ -281,6 +282,8 @@ class StoreCollector(Collector):
 
 
 @bp.get("/metrics")
+@Operation("Prometheus metrics", 200,
+           {TEXT: {"type": "string"}, "application/openmetrics-text": {"type": "string"}})
 def metrics() -> Response:
     """Prometheus text format (OpenMetrics when the scraper asks for it)."""
     context = api_context()

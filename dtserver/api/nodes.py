@@ -11,6 +11,7 @@ from flask import Blueprint, request
 
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
+from dtserver.api.operation import JSON, TIME, Operation, boolean_query, closed_object, ref
 from dtserver.model import NodeState
 
 bp = Blueprint("nodes", __name__)
@@ -29,6 +30,11 @@ def _include_deleted() -> bool:
 
 
 @bp.get("/v1/nodes")
+@Operation("Node records the scaler owns", 200,
+           {JSON: closed_object({"time": TIME,
+                                 "nodes": {"type": "array", "items": ref("NodeRecord")}})},
+           errors=(400, 503),
+           query=(boolean_query("include_deleted", "Also list deleted records"),))
 def list_nodes() -> dict[str, Any]:
     """{time, nodes: [record]}: live records; ?include_deleted=true adds deleted ones."""
     context = api_context()
@@ -37,6 +43,10 @@ def list_nodes() -> dict[str, Any]:
 
 
 @bp.get("/v1/nodes/<name>")
+@Operation("One node record and its recent events", 200,
+           {JSON: closed_object({"time": TIME, "node": ref("NodeRecord"),
+                                 "history": {"type": "array", "items": ref("Event")}})},
+           errors=(404, 503))
 def show_node(name: str) -> dict[str, Any]:
     """{time, node, history}: the live record of a node slot (once it has none, the newest
     deleted one) and the recent events of that hostname, newest first."""

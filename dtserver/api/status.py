@@ -17,6 +17,7 @@ from flask import Blueprint, Response, jsonify, render_template, request
 
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
+from dtserver.api.operation import JSON, TEXT, Operation, ref
 from dtserver.api.serialize import format_time, to_jsonable
 from dtserver.api.settings import ApiSettings
 from dtserver.model import NodeState
@@ -195,6 +196,13 @@ def status_page(store: Store, settings: ApiSettings, now: datetime, refresh: int
 
 
 @bp.get("/status")
+@Operation("Service summary: text for curl, JSON, or the HTML status page", 200,
+           {TEXT: {"type": "string"}, JSON: ref("Status"), "text/html": {"type": "string"}},
+           errors=(400, 503),
+           query=({"name": "refresh", "in": "query", "required": False,
+                   "description": "HTML page only: reload every N seconds (1 to 3600); "
+                                  "ignored by the text and JSON forms",
+                   "schema": {"type": "string", "default": "10"}},))
 def status() -> Response:
     """Plain text by default (curl sends */*, which picks the first offer), JSON for
     Accept: application/json, the auto-refreshing HTML page for browsers (text/html)."""
@@ -212,6 +220,12 @@ def status() -> Response:
 
 
 @bp.get("/healthz")
+@Operation("Health: 200 while the last reconciler pass is recent and the store answers, "
+           "else 503", 200, {JSON: ref("Health")}, errors=(),
+           other={503: {"description": "No reconciler pass recorded, the last one is older "
+                                       "than healthz_stale_seconds, or the state database "
+                                       "is gone (deleted or replaced under the API)",
+                        "content": {JSON: {"schema": ref("Health")}}}})
 def healthz() -> tuple[Response, int]:
     context = api_context()
     last_pass = context.store.last_pass()

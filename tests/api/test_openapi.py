@@ -15,7 +15,8 @@ from openapi_spec_validator import validate as validate_spec
 from dtserver.api import create_app
 from dtserver.api.errors import ApiError
 from dtserver.api.hints import HINT_EXAMPLE, validate_hint
-from dtserver.api.openapi import ADMIN, HINT, OPERATIONS, PUBLIC, documented_rules
+from dtserver.api.openapi import UndeclaredOperation, openapi_document
+from dtserver.api.operation import ADMIN, HINT, PUBLIC, Operation, declared
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.model import DrainKind, IntentKind, NodeState
@@ -48,6 +49,12 @@ def concrete(path: str) -> str:
     return path
 
 
+def views(app: Flask) -> dict[str, Any]:
+    """Every view of the app but the static files Flask may add by itself."""
+    return {endpoint: view for endpoint, view in app.view_functions.items()
+            if endpoint != "static"}
+
+
 def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(path, method, operation) for path, item in document["paths"].items()
             for method, operation in item.items()]
@@ -63,25 +70,35 @@ def test_document_is_a_valid_openapi_3_1_document(document: dict[str, Any]) -> N
 
 def test_every_route_is_documented_with_each_of_its_methods(
         app: Flask, document: dict[str, Any]) -> None:
-    for rule in documented_rules(app):
+    rules = [rule for endpoint in views(app) for rule in app.url_map.iter_rules(endpoint)]
+    assert rules
+    for rule in rules:
         path = re.sub(r"<(?:[^<>]+:)?(\w+)>", r"{\1}", rule.rule)
         methods = {method.lower() for method in rule.methods or ()} - {"head", "options"}
         assert set(document["paths"][path]) == methods, rule.rule
 
 
-def test_every_documented_operation_is_served_by_the_app(
+def test_every_documented_operation_is_what_the_view_serving_it_declares(
         app: Flask, document: dict[str, Any]) -> None:
     adapter = app.url_map.bind("localhost")
     for path, method, operation in operations(document):
         endpoint, _ = adapter.match(concrete(path), method=method.upper())
+        declaration = declared(app.view_functions[endpoint])
         assert operation["operationId"] == endpoint.replace(".", "_"), path
+        assert declaration is not None and operation["summary"] == declaration.summary, path
+        assert str(declaration.status) in operation["responses"], path
 
 
-def test_every_endpoint_has_a_written_description_of_its_answers(app: Flask) -> None:
-    """A new route must get an OPERATIONS entry, not the generic placeholder."""
-    endpoints = {rule.endpoint for rule in documented_rules(app)}
+def test_each_view_declares_its_operation_next_to_its_route(app: Flask) -> None:
+    for endpoint, view in views(app).items():
+        assert isinstance(declared(view), Operation), endpoint
 
-    assert endpoints == set(OPERATIONS)
+
+def test_a_view_without_a_declaration_fails_the_document(app: Flask) -> None:
+    app.add_url_rule("/v1/undeclared", "undeclared", lambda: {"served": True})
+
+    with pytest.raises(UndeclaredOperation, match="undeclared"):
+        openapi_document(app)
 
 
 def test_path_parameters_follow_the_route_converters(document: dict[str, Any]) -> None:
