@@ -1,8 +1,8 @@
 """pytest plugin: one real Nova API per test session, for the tests marked `live_nova`.
 
-The `live_nova` fixture installs the harness venv if needed (cached under .nova/), starts
-Nova and placement on free loopback ports, and always stops them by PID at the end of the
-session. `DT_LIVE_NOVA` decides what happens when the harness cannot be installed:
+The `live_nova` fixture installs the harness venv if needed (cached once per machine:
+stack.default_home), starts Nova and placement on free loopback ports, and always stops
+them by PID at the end of the session. `DT_LIVE_NOVA` decides what happens when the harness cannot be installed:
 `require` (CI) fails those tests, unset skips them with the reason, `skip` never starts it.
 A harness that installs but does not start is always an error.
 

@@ -3,8 +3,9 @@
 Adapted from the shared nova-harness recipe (novastack.sh): the real nova-api pipeline,
 conductor, scheduler and nova-compute with the fake virt driver in one process
 (launcher.py), and the real placement service under gunicorn, each on a free loopback
-port. The harness has its own virtualenv pinned by requirements.txt and cached under
-`.nova/` (gitignored; NOVASTACK_HOME moves it), so reruns skip the install. Every wait is
+port. The harness has its own virtualenv pinned by requirements.txt, cached once per
+machine as the TORQUE build is (NOVASTACK_HOME moves it), so fresh clones and reruns skip
+the install. Every wait is
 bounded, the processes run in their own sessions and are stopped by PID, and guard.py makes
 them die with the process that started them.
 
@@ -35,7 +36,6 @@ from typing import IO, Mapping, Sequence
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
 REQUIREMENTS = HERE / "requirements.txt"
 LAUNCHER = HERE / "launcher.py"
 GUARD = HERE / "guard.py"
@@ -78,7 +78,13 @@ class Endpoint:
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("NOVASTACK_HOME") or REPO / ".nova")
+    """Beside the cached TORQUE build for root (as CI runs), else the user's cache."""
+    if os.environ.get("NOVASTACK_HOME"):
+        return Path(os.environ["NOVASTACK_HOME"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/dynamictorque-tests/novastack")
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "dynamictorque-tests" / "novastack"
 
 
 def free_port() -> int:
@@ -89,20 +95,18 @@ def free_port() -> int:
 
 
 class HarnessVenv:
-    """The harness's own virtualenv, installed once per requirements.txt and Python."""
+    """The harness's own virtualenv, installed once per requirements.txt and Python: one
+    directory each, so clones pinning different versions share a cache without churn."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.path = home / "venv"
+        self.fingerprint = hashlib.sha256(REQUIREMENTS.read_bytes()
+                                          + sys.version.encode()).hexdigest()
+        self.path = home / f"venv-{self.fingerprint[:16]}"
         self._stamp = self.path / ".installed"
 
     def bin(self, name: str) -> Path:
         return self.path / "bin" / name
-
-    @property
-    def fingerprint(self) -> str:
-        content = REQUIREMENTS.read_bytes() + sys.version.encode()
-        return hashlib.sha256(content).hexdigest()
 
     def is_installed(self) -> bool:
         return self._stamp.is_file() and self._stamp.read_text().strip() == self.fingerprint
