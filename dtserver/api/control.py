@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from dtserver.api.auth import admin_required
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
-from dtserver.api.wakeup import wake_reconciler
+from dtserver.wakeup import wake_reconciler
 from dtserver.model import Intent, IntentKind
 from dtserver.store import RecordNotFound
 
