@@ -106,7 +106,8 @@ class Reconciler:
     def observe(self, *, cloud_view_age: float = 0.0) -> Snapshot:
         """One read of TORQUE, Nova and the store. What cannot be read is None (unknown).
         The cloud is read again unless the last read (with our creates since) is younger
-        than `cloud_view_age` seconds."""
+        than `cloud_view_age` seconds. Writes nothing: what a pass changes, it changes after observing
+        (run_once), so the snapshot is one consistent read."""
         jobs: tuple[Job, ...] | None
         nodes: tuple[Node, ...] | None
         instances: tuple[Instance, ...] | None
@@ -158,6 +159,7 @@ class Reconciler:
         now = self.clock.now()
         self.publish_catalogue(now)
         snapshot = self.observe(cloud_view_age=cloud_view_age)
+        # A hint that does not parse is in no snapshot, so no plan would ever expire it.
         self._hints.delete_rejected()
         proposed = planning.plan(snapshot, self.policy, now)
         check_plan(snapshot, self.policy, proposed)   # a planner bug must not reach the cloud
