@@ -30,7 +30,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dtserver.api.hints import HINT_EXAMPLE  # noqa: E402
-from dtserver.reconciler import Wakeup  # noqa: E402
+from dtserver.wakeup import Wakeup  # noqa: E402
 from dtserver.store.sqlite import SqliteStore  # noqa: E402
 from tests.e2e.support import Gunicorn  # noqa: E402
 

@@ -36,7 +36,7 @@ from dtserver.clock import FakeClock  # noqa: E402
 from dtserver.cloud.nova import NovaCloud  # noqa: E402
 from dtserver.model import NodeState  # noqa: E402
 from dtserver.policy import Policy, Pool  # noqa: E402
-from dtserver.reconciler import Reconciler  # noqa: E402
+from dtserver.reconcile.loop import Reconciler  # noqa: E402
 from dtserver.store import HintLimitReached, HintLimits  # noqa: E402
 from dtserver.store.sqlite import SqliteStore  # noqa: E402
 from tests.builders import T0  # noqa: E402

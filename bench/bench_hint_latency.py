@@ -41,7 +41,8 @@ from dtserver.bootstrap import (  # noqa: E402
 from dtserver.clock import SystemClock  # noqa: E402
 from dtserver.cloud.fake_nova import FakeNova  # noqa: E402
 from dtserver.policy import HintTrust  # noqa: E402
-from dtserver.reconciler import Reconciler, Wakeup  # noqa: E402
+from dtserver.reconcile.loop import Reconciler  # noqa: E402
+from dtserver.wakeup import Wakeup  # noqa: E402
 from dtserver.store.sqlite import SqliteStore  # noqa: E402
 from tests.e2e.support import Gunicorn, TimedCloud  # noqa: E402
 from tests.sim.scenario import scenario_policy  # noqa: E402

@@ -22,7 +22,7 @@ from dtserver.cloud.nova import NovaCloud
 from dtserver.config import Settings, build_policy
 from dtserver.events import EventRunner
 from dtserver.model import DtError, ErrorKind, Flavor, Quota, announces_entry
-from dtserver.reconciler import Reconciler
+from dtserver.reconcile.loop import Reconciler
 from dtserver.store import RecordNotFound, Store, StoreError
 from dtserver.store.sqlite import SqliteStore
 

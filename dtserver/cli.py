@@ -65,7 +65,8 @@ def reconciler_main(argv: Sequence[str] | None = None) -> int:
     from dtserver.bootstrap import build_batch, build_cloud, build_reconciler, build_store
     from dtserver.clock import SystemClock
     from dtserver.config import load_settings
-    from dtserver.reconciler import SingleInstanceLock, Wakeup
+    from dtserver.reconcile.lock import SingleInstanceLock
+    from dtserver.wakeup import Wakeup
 
     parser = argparse.ArgumentParser(prog="dtserver-reconciler",
                                      description="The dynamictorque reconciler loop.")

@@ -29,7 +29,7 @@ from dtserver.batch import BatchUnavailable
 from dtserver.clock import ScaledClock, SystemClock
 from dtserver.config import PoolSettings, Settings
 from dtserver.model import JobState, NodeState
-from dtserver.reconciler import Wakeup
+from dtserver.wakeup import Wakeup
 from dtserver.store.sqlite import SqliteStore
 
 ARRAY_INDEX = re.compile(r"\[\d+\]")

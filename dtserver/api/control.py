@@ -18,9 +18,9 @@ from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
 from dtserver.api.operation import (ADMIN, INTENT_ACCEPTED, JSON, LOCATION, TIME, Operation,
                                     boolean_query, closed_object, nullable, ref)
-from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import Intent, IntentKind
 from dtserver.store import RecordNotFound
+from dtserver.wakeup import wake_reconciler
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from dtserver.api.auth import check_hint_token
 from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
 from dtserver.api.operation import HINT, JSON, Operation, ref
-from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import Request
 from dtserver.planning.demand import eligible_pools
 from dtserver.store import HintLimitReached, PoolCatalogue
+from dtserver.wakeup import wake_reconciler
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from dtserver.cloud.fake_nova import FakeServer
 from dtserver.cloud.nova import NovaCloud
 from dtserver.model import DtError, Flavor, Job, JobState, Node, NodeState
 from dtserver.policy import IdleRelease, Policy, Pool
-from dtserver.reconciler import Reconciler, Report
+from dtserver.reconcile.loop import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
 from dtserver.sim.progress import SimProgress
 from dtserver.sim.workload import QUEUE, SimJob

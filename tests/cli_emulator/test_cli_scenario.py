@@ -23,7 +23,7 @@ from dtserver.clock import FakeClock
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.model import NodeState
 from dtserver.policy import Policy, Pool
-from dtserver.reconciler import Reconciler, Report
+from dtserver.reconcile.loop import Reconciler, Report
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0
 from tests.cli_emulator.support import run

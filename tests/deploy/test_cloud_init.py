@@ -12,7 +12,7 @@ import pytest
 
 from dtserver.config import build_policy, parse_settings
 from dtserver.model import Flavor
-from dtserver.reconciler import render_user_data
+from dtserver.reconcile.userdata import render_user_data
 
 yaml = pytest.importorskip("yaml")
 

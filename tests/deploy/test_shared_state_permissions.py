@@ -20,8 +20,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from dtserver.api.wakeup import wake_reconciler
-from dtserver.reconciler import Wakeup
+from dtserver.wakeup import Wakeup, wake_reconciler
 from dtserver.store.sqlite import SqliteStore
 from tests.deploy.test_systemd_units import directives
 

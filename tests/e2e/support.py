@@ -29,7 +29,8 @@ from dtserver.cloud import Cloud
 from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.model import Flavor, Instance, InstanceSpec, Quota
 from dtserver.policy import Policy
-from dtserver.reconciler import Reconciler, Wakeup
+from dtserver.reconcile.loop import Reconciler
+from dtserver.wakeup import Wakeup
 from dtserver.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 from dtserver.api import create_app
 from dtserver.api.devserver import ThreadServer, serve_in_thread
 from dtserver.api.settings import ApiSettings
-from dtserver.reconciler import hint_from_stored
+from dtserver.reconcile.hints import hint_from_stored
 from dtserver.store import HintLimits
 from dtserver.store.sqlite import SqliteStore
 from tests.hooks.support import FJOB, current_user, filter_log, run_filter, write_config

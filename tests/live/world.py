@@ -23,7 +23,7 @@ from dtserver.cloud import Cloud
 from dtserver.cloud.nova_session import build_nova_client
 from dtserver.model import Flavor, Instance, InstanceSpec, Quota
 from dtserver.policy import Policy, Pool
-from dtserver.reconciler import Reconciler
+from dtserver.reconcile.loop import Reconciler
 from dtserver.store.sqlite import SqliteStore
 from tests.tooling.novastack.plugin import CLOUD_NAME, LiveNova
 

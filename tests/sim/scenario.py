@@ -13,7 +13,7 @@ from dtserver.bootstrap import (
 from dtserver.clock import FakeClock
 from dtserver.model import NodeEvent
 from dtserver.policy import Policy, Pool
-from dtserver.reconciler import Reconciler, Report
+from dtserver.reconcile.loop import Reconciler, Report
 from dtserver.sim.world import InvariantWatch, live_servers, owned_servers
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0

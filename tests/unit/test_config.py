@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from dtserver.config import (
-    MASK,
     OBSOLETE_KEYS,
     SECTION_KEYS,
     ConfigError,
@@ -22,6 +21,8 @@ from dtserver.config import (
     parse_settings,
 )
 from dtserver.model import Flavor
+from dtserver.policy import Policy, Pool
+from dtserver.redact import MASK
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "config"
@@ -552,3 +553,44 @@ def test_build_policy_names_the_pool_whose_user_data_is_missing(tmp_path):
 
     with pytest.raises(ConfigError, match="pool cloud: cannot read its user-data file"):
         build_policy(settings, CLOUD_FLAVORS)
+
+
+def test_a_file_that_sets_nothing_builds_the_planners_own_defaults():
+    # One home for each default: the timers and limits default in dtserver/policy.py.
+    assert build_policy(Settings(), CLOUD_FLAVORS) == Policy(pools=())
+    pool = PoolSettings(name="p", flavors=("m1.small",), image="img")
+    (built,) = build_policy(Settings(pools=(pool,)), CLOUD_FLAVORS).pools
+    assert built == Pool(name="p", flavors=(SMALL,), image="img")
+
+
+def test_every_field_a_pool_section_sets_reaches_the_planners_pool(tmp_path):
+    user_data = tmp_path / "userdata.sh"
+    user_data.write_text("#!/bin/sh\n")
+    settings = conf(f"""\
+        [torque]
+        torque_queue_to_monitor: batch,long
+        [pool gpu]
+        flavors: m1.large
+        image: img-9
+        zone: az-2
+        properties: GPU
+        queues: long
+        accounts: physics
+        min_nodes: 1
+        max_nodes: 4
+        max_cores: 32
+        name_prefix: gpu-node-
+        key_name: ops
+        security_groups: default,workers
+        network: private
+        user_data_file: {user_data}
+        """)
+
+    (pool,) = build_policy(settings, CLOUD_FLAVORS).pools
+
+    assert pool == Pool(name="gpu", flavors=(LARGE,), image="img-9", zone="az-2",
+                        properties=frozenset({"GPU"}), queues=frozenset({"long"}),
+                        accounts=frozenset({"physics"}), min_nodes=1, max_nodes=4,
+                        max_cores=32, name_prefix="gpu-node-", key_name="ops",
+                        security_groups=("default", "workers"), network="private",
+                        user_data_template="#!/bin/sh\n")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dtserver.config import MASK, ConfigError, describe, load_settings, parse_settings
+from dtserver.config import ConfigError, describe, load_settings, parse_settings
+from dtserver.redact import MASK
 
 SECRETS = """\
 [global]

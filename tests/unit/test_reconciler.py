@@ -11,12 +11,13 @@ from novaclient import exceptions as nova_exc
 from dtserver import planning
 from dtserver.actions import (
     DeleteInstance, ExpireHint, LaunchInstance, Plan, PokeScheduler, RegisterSlot, ReleaseNode)
-from dtserver.api.wakeup import wake_reconciler
 from dtserver.model import ErrorKind, NodeRecord, NodeState
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_commands import CommandTimeout
 from dtserver.bootstrap import build_nova_cloud
-from dtserver.reconciler import Reconciler, ReconcilerLocked, SingleInstanceLock, Wakeup
+from dtserver.reconcile.loop import Reconciler
+from dtserver.reconcile.lock import ReconcilerLocked, SingleInstanceLock
+from dtserver.wakeup import Wakeup, wake_reconciler
 from tests.sim.scenario import Cluster, scenario_policy
 
 
@@ -38,6 +39,37 @@ def test_an_unparseable_stored_hint_is_dropped_not_fatal(cluster):
                                                  "resources": ["nodes=0:ppn=4"]})
     cluster.step(1)
     assert cluster.store.hints() == ()
+
+
+class ReadOnlyStore:
+    """The store, noting every call that is not a read: observing must write nothing."""
+
+    READS = frozenset({"installation_id", "record", "records", "hints", "hint_ids",
+                       "hint_strikes", "intent", "intents", "is_sleeping", "pool_health",
+                       "events", "last_plan", "last_pass", "pool_catalogue", "check"})
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.writes: list[str] = []
+
+    def __getattr__(self, name):
+        if name not in self.READS:
+            self.writes.append(name)
+        return getattr(self._store, name)
+
+
+def test_observing_writes_nothing_even_when_a_stored_hint_is_bad(cluster):
+    cluster.store.add_hint(cluster.clock.now(), {"user": "alice",
+                                                 "resources": ["nodes=0:ppn=4"]})
+    cluster.submit({"nodes": "1:ppn=1"}, 60)
+    store = ReadOnlyStore(cluster.store)
+    original = cluster.reconciler
+    observer = Reconciler(batch=original.batch, cloud=original.cloud, store=store,
+                          clock=cluster.clock, policy=cluster.policy)
+    observer.observe()
+    assert store.writes == []
+    cluster.step(1)
+    assert cluster.store.hints() == ()          # the pass, not the observation, drops it
 
 
 def test_dry_run_plans_and_records_the_plan_but_changes_nothing(cluster):
@@ -352,7 +384,7 @@ def test_an_unexpected_error_fails_that_pass_and_the_loop_goes_on(cluster, caplo
     torque = BrokenTorque(KeyError("state"))
     reconciler = reconciler_on(cluster, torque)
 
-    with caplog.at_level(logging.ERROR, logger="dtserver.reconciler"):
+    with caplog.at_level(logging.ERROR, logger="dtserver.reconcile.loop"):
         run_loop_until(reconciler, lambda: torque.reads >= 3)
 
     assert torque.reads >= 3                         # pass after pass

@@ -7,7 +7,7 @@ from dataclasses import replace
 from dtserver.bootstrap import DEMO_FLAVORS
 from dtserver.model import Flavor
 from dtserver.policy import Policy, Pool
-from dtserver.reconciler import pool_catalogue
+from dtserver.reconcile.catalogue import pool_catalogue
 from dtserver.store import CataloguePool, PoolCatalogue
 from tests.builders import T0, seconds
 from tests.sim.scenario import Cluster, scenario_policy

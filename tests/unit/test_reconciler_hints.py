@@ -1,7 +1,7 @@
 """Hint trust through the reconciler and its store: strikes, prewarm nodes, parse once."""
 from __future__ import annotations
 
-from dtserver import reconciler as reconciler_module
+from dtserver.reconcile import hints as hints_module
 from dtserver.actions import LaunchInstance
 from dtserver.model import NodeState
 from tests.sim.scenario import Cluster, scenario_policy
@@ -68,10 +68,10 @@ def test_a_prewarm_node_no_job_came_for_is_deleted_long_before_max_idle_time(clu
 
 def test_each_stored_hint_is_read_once_and_alike_requests_parsed_once(cluster, monkeypatch):
     read, parsed = [], []
-    real_read, real_parse = reconciler_module.hint_from_stored, reconciler_module.parse_request
-    monkeypatch.setattr(reconciler_module, "hint_from_stored",
+    real_read, real_parse = hints_module.hint_from_stored, hints_module.parse_request
+    monkeypatch.setattr(hints_module, "hint_from_stored",
                         lambda stored, parse: read.append(stored.id) or real_read(stored, parse))
-    monkeypatch.setattr(reconciler_module, "parse_request",
+    monkeypatch.setattr(hints_module, "parse_request",
                         lambda *raw: parsed.append(raw) or real_parse(*raw))
     for index in range(30):
         post(cluster, f"user{index}", array="0-99999")

@@ -17,7 +17,7 @@ from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import CLUSTER_KEY, INSTALLATION_KEY, RECORD_KEY, cluster_tag
 from dtserver.model import NodeState
 from dtserver.policy import Policy, Pool
-from dtserver.reconciler import Reconciler, Report
+from dtserver.reconcile.loop import Reconciler, Report
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0
 

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from dtserver.api.wakeup import wake_reconciler
+from dtserver.wakeup import wake_reconciler
 from dtserver.model import DtError
-from dtserver.reconciler import Wakeup
+from dtserver.wakeup import Wakeup
 
 
 def test_a_plain_file_at_the_wakeup_path_is_refused_naming_the_path(tmp_path):
@@ -64,7 +64,7 @@ def test_a_wait_on_the_fifo_waits_until_told(tmp_path):
 def test_the_api_never_writes_into_a_plain_file(tmp_path, caplog):
     path = tmp_path / "wakeup"
     path.write_text("")
-    caplog.set_level(logging.WARNING, logger="dtserver.api.wakeup")
+    caplog.set_level(logging.WARNING, logger="dtserver.wakeup")
 
     assert wake_reconciler(path) is False
     assert wake_reconciler(path) is False

@@ -1,53 +1,47 @@
-"""The imperative shell: observe -> plan -> check -> apply -> record, one pass at a time.
+"""The reconciler's loop: observe -> plan -> check -> apply -> record, one pass at a time.
 
-Only one reconciler may act on a cluster: `run_forever` holds an exclusive lock file. Every
-external call is preceded by the record that describes it, so a crash at any point leaves
-enough in the store (and in Nova's metadata) for the next pass to finish or undo the step.
-It also publishes its pool catalogue in the store, for the API's hint verdicts.
+Every external call is preceded by the record that describes it, so a crash at any point
+leaves enough in the store (and in Nova's metadata) for the next pass to finish or undo the
+step. Observing only reads; what a pass changes it changes after planning, in apply, or
+in the one clean-up step of run_once (hints that do not parse). Only one process may run
+this loop on a cluster (dtserver/reconcile/lock.py).
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import functools
 import logging
-import os
-import select
-import stat
-import string
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from dtserver import nodespec, planning
+from dtserver import planning
 from dtserver.actions import (
     AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
     LaunchInstance, MarkDown, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot,
     ReleaseNode, ResetPool, SetSleeping, Transition)
 from dtserver.batch import Batch, BatchError, BatchUnavailable
 from dtserver.clock import Clock
-from dtserver.history import DemandHistory
 from dtserver.cloud import Cloud, CloudError
+from dtserver.history import DemandHistory
 from dtserver.model import (
-    DemandHint, DtError, ErrorKind, Flavor, Instance, InstanceSpec, Job, Node, NodeEvent,
-    NodeRecord, NodeState, PoolHealth, Quota, Request, Snapshot)
+    DtError, ErrorKind, Instance, InstanceSpec, Job, Node, NodeEvent, NodeRecord, NodeState,
+    PoolHealth, Quota, Snapshot)
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
+from dtserver.policy import Policy
+from dtserver.reconcile.catalogue import pool_catalogue
+from dtserver.reconcile.cloud_view import CloudView, LockedCloud
+from dtserver.reconcile.hints import HintReader
+from dtserver.reconcile.userdata import render_user_data
 from dtserver.redact import printable
-from dtserver.policy import Policy, Pool
 from dtserver.serialize import plan_as_data
-from dtserver.store import CataloguePool, PassReport, PoolCatalogue, Store, StoredHint
+from dtserver.store import PassReport, Store
+from dtserver.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
-
-
-class ReconcilerLocked(DtError):
-    """Another reconciler holds the lock: two would launch everything twice."""
 
 
 @dataclass(frozen=True)
@@ -65,70 +59,6 @@ class Report:
     outcomes: tuple[Outcome, ...]
 
 
-def render_user_data(pool: Pool, hostname: str, torque_server: str) -> str | None:
-    """The pool's cloud-init template with $hostname, $pool and $torque_server filled in."""
-    if pool.user_data_template is None:
-        return None
-    return string.Template(pool.user_data_template).safe_substitute(
-        hostname=hostname, pool=pool.name, torque_server=torque_server)
-
-
-def hint_from_stored(stored: StoredHint,
-                     parse: Callable[[tuple[str, ...], str | None], Request] | None = None
-                     ) -> DemandHint:
-    """The filter's raw strings -> a DemandHint; nodespec.RequestError when they are bad.
-    `parse` turns the raw resources and array into a Request (default: parse_request)."""
-    payload = stored.payload
-    request = (parse or parse_request)(tuple(payload.get("resources") or ()),
-                                       payload.get("array"))
-    return DemandHint(id=stored.id, received=stored.received, user=payload["user"],
-                      queue=payload.get("queue"), account=payload.get("account"),
-                      request=request, count=request.array.size if request.array else 1,
-                      source=stored.source)
-
-
-def parse_request(resources: tuple[str, ...], array: str | None) -> Request:
-    return nodespec.parse_resource_list(nodespec.parse_qsub_resources(list(resources)),
-                                        array=array)
-
-
-class HintReader:
-    """The stored hints as DemandHints. A hint never changes once stored, so each is read
-    and parsed once, and hints that ask alike share one parse: a pass costs a read of the
-    ids and of new hints, in proportion to the distinct requests among them."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._parsed: dict[int, DemandHint] = {}
-        self._last_id = 0
-
-    def read(self) -> tuple[DemandHint, ...]:
-        parse = functools.lru_cache(maxsize=1024)(parse_request)
-        for stored in self._store.hints(after_id=self._last_id):
-            self._last_id = max(self._last_id, stored.id)
-            try:
-                self._parsed[stored.id] = hint_from_stored(stored, parse)
-            except (nodespec.RequestError, KeyError) as error:
-                log.warning("hint dropped id=%s error=%s", stored.id, error)
-                self._store.delete_hints([stored.id])
-        present = self._store.hint_ids()
-        for gone in self._parsed.keys() - present:
-            del self._parsed[gone]
-        return tuple(self._parsed.values())
-
-
-def pool_catalogue(policy: Policy) -> PoolCatalogue:
-    """What the API needs of `policy` to tell that no pool could ever run a job."""
-    return PoolCatalogue(
-        pools=tuple(CataloguePool(
-            name=pool.name, max_nodes=pool.max_nodes, max_cores=pool.max_cores,
-            properties=pool.properties, queues=pool.queues, accounts=pool.accounts,
-            flavors=tuple(Flavor(flavor.name, flavor.cores, flavor.mem_mb, flavor.gpus)
-                          for flavor in pool.flavors))
-            for pool in policy.pools),
-        queues=policy.queues, max_cores=policy.max_cores)
-
-
 # pbs_server sleeps 2 s in every `qmgr delete node` (effective_node_delete), so joining or
 # releasing a node takes that long. With background workers these steps, and the steps of
 # the same node after them in the plan, run off the pass: launches for new demand never wait
@@ -142,62 +72,6 @@ DEFERRED_TORQUE = "deferred: TORQUE unavailable"
 # non-zero, so systemd restarts it (Restart=on-failure).
 FATAL_ERRORS = (MemoryError, SystemError)
 _PASS_ERROR_CHARS = 500                     # of a failed pass's error, kept for /status
-
-
-@dataclass(frozen=True)
-class CloudView:
-    """The last read of the cloud, and the instances this reconciler created since. A pass
-    woken by news plans from it instead of listing every server again: a list costs 0.2 to
-    0.5 s, and new demand must not wait for it. Between reads only our creates change what
-    the plan relies on, and each is added here, so no record's instance looks gone."""
-
-    instances: tuple[Instance, ...]
-    quota: Quota
-    read_at: float                   # time.monotonic()
-
-    def with_created(self, instance: Instance, flavor: Flavor | None) -> CloudView:
-        quota = self.quota
-        if flavor is not None:
-            quota = Quota(cores=_less(quota.cores, flavor.cores),
-                          instances=_less(quota.instances, 1),
-                          ram_mb=_less(quota.ram_mb, flavor.mem_mb))
-        return replace(self, instances=self.instances + (instance,), quota=quota)
-
-
-def _less(free: int | None, used: int) -> int | None:
-    return None if free is None else max(0, free - used)
-
-
-class LockedCloud:
-    """The Cloud port, one call at a time: background steps share it with the pass."""
-
-    def __init__(self, cloud: Cloud) -> None:
-        self._cloud = cloud
-        self._lock = threading.Lock()
-
-    def flavors(self) -> tuple[Flavor, ...]:
-        with self._lock:
-            return self._cloud.flavors()
-
-    def create_instance(self, spec: InstanceSpec) -> Instance:
-        with self._lock:
-            return self._cloud.create_instance(spec)
-
-    def owned_instances(self) -> tuple[Instance, ...]:
-        with self._lock:
-            return self._cloud.owned_instances()
-
-    def delete_instance(self, instance_id: str) -> None:
-        with self._lock:
-            self._cloud.delete_instance(instance_id)
-
-    def mark_entry_ready(self, instance_id: str) -> None:
-        with self._lock:
-            self._cloud.mark_entry_ready(instance_id)
-
-    def quota(self) -> Quota:
-        with self._lock:
-            return self._cloud.quota()
 
 
 class Reconciler:
@@ -232,7 +106,8 @@ class Reconciler:
     def observe(self, *, cloud_view_age: float = 0.0) -> Snapshot:
         """One read of TORQUE, Nova and the store. What cannot be read is None (unknown).
         The cloud is read again unless the last read (with our creates since) is younger
-        than `cloud_view_age` seconds."""
+        than `cloud_view_age` seconds. Writes nothing: what a pass changes, it changes after observing
+        (run_once), so the snapshot is one consistent read."""
         jobs: tuple[Job, ...] | None
         nodes: tuple[Node, ...] | None
         instances: tuple[Instance, ...] | None
@@ -284,6 +159,8 @@ class Reconciler:
         now = self.clock.now()
         self.publish_catalogue(now)
         snapshot = self.observe(cloud_view_age=cloud_view_age)
+        # A hint that does not parse is in no snapshot, so no plan would ever expire it.
+        self._hints.delete_rejected()
         proposed = planning.plan(snapshot, self.policy, now)
         check_plan(snapshot, self.policy, proposed)   # a planner bug must not reach the cloud
         self._record_plan(now, proposed)
@@ -649,106 +526,3 @@ class Reconciler:
             raise
         except Exception:                     # noqa: BLE001 - the loop must go on
             log.exception("failed pass not recorded")
-
-
-class Wakeup:
-    """The FIFO the API writes a byte to after storing a hint (dtserver.api.wakeup).
-
-    Anything else at the path is refused: a plain file is always "ready", so the loop
-    would spin on it, and a link could point anywhere. The FIFO is mode 0620: the API,
-    running as its own user in the service's group, may write to it, not read from it.
-    """
-
-    MODE = 0o620
-
-    def __init__(self, path: Path) -> None:
-        try:
-            os.mkfifo(path, self.MODE)
-        except FileExistsError:
-            pass
-        except OSError as error:
-            raise DtError(f"cannot make the wakeup FIFO {path}: {error.strerror}") from error
-        try:
-            # O_RDWR keeps a writer open ourselves, so select() never spins on EOF.
-            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError as error:
-            raise DtError(f"wakeup path {path} must be a FIFO: cannot open it "
-                          f"({error.strerror}); remove it and restart") from error
-        status = os.fstat(fd)
-        if not stat.S_ISFIFO(status.st_mode):
-            os.close(fd)
-            raise DtError(f"wakeup path {path} must be a FIFO and is not: remove it and "
-                          "restart (the reconciler makes the FIFO)")
-        if status.st_uid == os.geteuid() and stat.S_IMODE(status.st_mode) != self.MODE:
-            # The umask took the group's write bit, or an older version made it 0600.
-            os.fchmod(fd, self.MODE)
-        self._fd = fd
-
-    def wait(self, timeout: float, stop: threading.Event) -> bool:
-        """True when woken by a write; checks `stop` at least every half second."""
-        deadline = time.monotonic() + timeout
-        while not stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            ready, _, _ = select.select([self._fd], [], [], min(left, 0.5))
-            if ready:
-                self._drain()
-                return True
-        return False
-
-    def notify(self) -> None:
-        """Wake the loop from this process (a background step ended)."""
-        try:
-            os.write(self._fd, b"\0")
-        except BlockingIOError:
-            pass                              # the pipe is full: a wakeup is pending anyway
-
-    def pending(self) -> bool:
-        """A wakeup is waiting (not consumed: the next wait returns at once)."""
-        ready, _, _ = select.select([self._fd], [], [], 0)
-        return bool(ready)
-
-    def _drain(self) -> None:
-        try:
-            while os.read(self._fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-class SingleInstanceLock:
-    """An exclusive flock on a file beside the database, held for the process lifetime."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(fd)
-            if error.errno in (errno.EAGAIN, errno.EACCES):
-                raise ReconcilerLocked(f"another reconciler holds {self.path}") from error
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> SingleInstanceLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
