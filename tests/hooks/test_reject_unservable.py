@@ -19,8 +19,9 @@ from tests.builders import T0
 from tests.hooks import fake_pbs
 from tests.hooks.fake_pbs import Event, Job, ResourceList
 from tests.hooks.test_filter_functions import submitfilter
-from tests.hooks.support import (FJOB, PBS_HOOK, HungServer, RecordingServer, closed_port_url,
-                                 filter_log, run_filter, write_config)
+from tests.hooks.support import (CUT_SHORT_SECONDS, FJOB, PBS_HOOK, HungServer,
+                                 RecordingServer, closed_port_url, filter_log, run_filter,
+                                 write_config)
 from tests.sim.scenario import Cluster, scenario_policy
 
 CATALOGUE = PoolCatalogue(
@@ -67,7 +68,7 @@ def test_a_job_no_pool_can_run_is_rejected_with_exit_255_and_one_clear_line(
     assert run.status == 255                       # qsub: "administratively rejected"
     assert run.stderr == f"qsub: rejected by dynamictorque: {TOO_BIG}\n".encode()
     assert run.stdout == FJOB                      # still never less than it read
-    assert run.elapsed < 1.5
+    assert run.elapsed < CUT_SHORT_SECONDS
     assert store.hints() == ()
     assert "job rejected reason=unservable" in filter_log(tmp_path)
 
@@ -192,7 +193,7 @@ def test_a_false_verdict_after_the_deadline_lets_the_job_through(
     run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
 
     assert (run.status, run.stdout, run.stderr) == (0, FJOB, b"")
-    assert run.elapsed < 1.5
+    assert run.elapsed < CUT_SHORT_SECONDS
     assert "timed out" in filter_log(tmp_path)
 
 
@@ -204,7 +205,7 @@ def test_a_hung_or_absent_service_lets_the_job_through(tmp_path: Path,
         run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
 
         assert (run.status, run.stdout, run.stderr) == (0, FJOB, b"")
-        assert run.elapsed < 1.5
+        assert run.elapsed < CUT_SHORT_SECONDS
 
 
 def test_a_false_verdict_without_a_usable_reason_still_rejects_in_one_clean_line(

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hooks.support import (FILTER, FJOB, PBS_HOOK, Certificate, HungServer, ProxyTrap,
-                                 RecordingServer, closed_port_url, current_user, filter_log,
-                                 proxy_environment, run_filter, write_config)
+from tests.hooks.support import (CUT_SHORT_SECONDS, FILTER, FJOB, PBS_HOOK, Certificate,
+                                 HungServer, ProxyTrap, RecordingServer, closed_port_url,
+                                 current_user, filter_log, proxy_environment, run_filter,
+                                 write_config)
 
 
 def posted(service: RecordingServer) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def test_hung_service_costs_qsub_less_than_the_deadline(tmp_path: Path,
     run = run_filter(["-l", "nodes=1", "job.sh"], FJOB, config=config, cwd=tmp_path)
 
     assert (run.status, run.stdout, run.stderr) == (0, FJOB, b"")
-    assert run.elapsed < 1.5
+    assert run.elapsed < CUT_SHORT_SECONDS
     assert "timed out" in filter_log(tmp_path)
 
 
@@ -110,7 +111,7 @@ def test_a_lookup_that_hangs_is_cut_by_the_watchdog(tmp_path: Path,
     run = run_filter(["job.sh"], FJOB, config=config, cwd=tmp_path)
 
     assert (run.status, run.stdout) == (0, FJOB)
-    assert run.elapsed < 1.5
+    assert run.elapsed < CUT_SHORT_SECONDS
     assert "hint abandoned reason=deadline" in filter_log(tmp_path)
     assert service.received == []
 
