@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Protocol, Sequence, TypeVar
+from typing import Iterable, Sequence
 
 from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance
 from dtserver.model import (
-    DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Request, Snapshot)
+    DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Snapshot)
+from dtserver.planning.eligibility import Eligibility, Shape, fits_flavor
 from dtserver.planning.limits import Budget, launch_block
 from dtserver.policy import Policy, Pool
 
@@ -24,9 +25,6 @@ LOOKAHEAD_SLICES = 32
 HINT_KEY = "hint:"
 # A busy node whose jobs all end within one boot: demand waits for it (Policy.lookahead).
 FREES_SOON = "frees-soon"
-
-Shape = tuple[int, int, int]   # cores, mem_mb, gpus
-
 
 @dataclass
 class Demand:
@@ -57,15 +55,15 @@ class Bin:
     sealed: bool = False           # holds a job that shares its node with none
 
     def put(self, shape: Shape, demand: Demand) -> None:
-        self.cores -= shape[0]
-        self.mem_mb -= shape[1]
-        self.gpus -= shape[2]
+        self.cores -= shape.cores
+        self.mem_mb -= shape.mem_mb
+        self.gpus -= shape.gpus
         self.members.add(demand.key)
 
     def take_out(self, shape: Shape, demand: Demand) -> None:
-        self.cores += shape[0]
-        self.mem_mb += shape[1]
-        self.gpus += shape[2]
+        self.cores += shape.cores
+        self.mem_mb += shape.mem_mb
+        self.gpus += shape.gpus
         self.members.discard(demand.key)
         self.sealed = self.sealed and bool(self.members)
 
@@ -112,147 +110,7 @@ def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy
     return live, expired
 
 
-def _slices(request: Request) -> tuple[tuple[Shape, ...], bool, int]:
-    """Node-slices largest first, whether they need distinct nodes, and total cores."""
-    shapes = sorted(((chunk.cores, chunk.mem_mb, chunk.gpus)
-                     for chunk in request.chunks for _ in range(chunk.count)), reverse=True)
-    distinct = len(shapes) > 1 and any(chunk.distinct for chunk in request.chunks)
-    return tuple(shapes), distinct, sum(shape[0] for shape in shapes)
-
-
-def _fits_flavor(shape: Shape, flavor: Flavor) -> bool:
-    return shape[0] <= flavor.cores and shape[1] <= flavor.mem_mb and shape[2] <= flavor.gpus
-
-
-class PoolShape(Protocol):
-    """What eligibility reads of a pool: a Policy's Pool, or the pool catalogue the
-    reconciler publishes for the API (dtserver.store.CataloguePool)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def flavors(self) -> tuple[Flavor, ...]: ...
-
-    @property
-    def properties(self) -> frozenset[str]: ...
-
-    @property
-    def queues(self) -> frozenset[str]: ...
-
-    @property
-    def accounts(self) -> frozenset[str]: ...
-
-    @property
-    def max_nodes(self) -> int: ...
-
-    @property
-    def max_cores(self) -> int | None: ...
-
-
-_P = TypeVar("_P", bound=PoolShape)
-
-
-def _fewest_nodes(slices: tuple[Shape, ...], distinct: bool, pool: PoolShape) -> int:
-    """A lower bound on the nodes `slices` take in `pool`: one each when they must not
-    share, else what their summed cores, memory and GPUs fill of the largest flavor."""
-    if distinct:
-        return len(slices)
-    fewest = 1
-    for dimension in range(3):
-        needed = sum(shape[dimension] for shape in slices)
-        largest = max((flavor.cores, flavor.mem_mb, flavor.gpus)[dimension]
-                      for flavor in pool.flavors)
-        if needed and largest:
-            fewest = max(fewest, -(-needed // largest))
-    return fewest
-
-
-def _refusal(pool: PoolShape, queue: str | None, account: str | None, request: Request,
-             slices: tuple[Shape, ...], distinct: bool, cores: int) -> tuple[int, str] | None:
-    """Why `pool` can never run `request`, ranked by how close it came; None if it can."""
-    if pool.queues and queue not in pool.queues:
-        return 0, f"no pool serves queue {queue}"
-    if pool.accounts and account not in pool.accounts:
-        return 1, (f"no pool serves account {account}" if account is not None
-                   else "no pool serves jobs without an account (qsub -A)")
-    missing = frozenset().union(*(chunk.properties for chunk in request.chunks)) - pool.properties
-    if missing:
-        return 2, f"no pool has node properties {', '.join(sorted(missing))}"
-    too_big = [chunk for chunk in request.chunks
-               if not any(_fits_flavor((chunk.cores, chunk.mem_mb, chunk.gpus), flavor)
-                          for flavor in pool.flavors)]
-    if too_big:
-        chunk = too_big[0]
-        largest = max(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
-        return 3, (f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} GPUs is "
-                   f"larger than any flavor (largest {largest.name}: {largest.cores} cores/"
-                   f"{largest.mem_mb} MiB/{largest.gpus} GPUs)")
-    nodes = _fewest_nodes(slices, distinct, pool)
-    if nodes > pool.max_nodes:
-        return 4, f"needs at least {nodes} nodes; pool {pool.name} has max_nodes={pool.max_nodes}"
-    if pool.max_cores is not None and cores > pool.max_cores:
-        return 5, f"needs {cores} cores; pool {pool.name} has max_cores={pool.max_cores}"
-    return None
-
-
-def eligible_pools(pools: Sequence[_P], queue: str | None, account: str | None,
-                   request: Request, max_cores: int | None = None) -> tuple[list[_P], str]:
-    """The pools that could ever run `request`, those reserved to a queue or an account
-    first, and ""; or none and why (said by the pool that came closest). A pool is out
-    when it serves another queue or account, lacks a node property, has no flavor as large
-    as one node-slice, or when the request needs more nodes than its max_nodes or more
-    cores than its max_cores; all are out for more cores than `max_cores` (the cluster's).
-    Limits are checked as bounds, so "none" means never, not "not now". The planner and
-    the API's hint verdicts both decide here.
-    """
-    specific: list[_P] = []
-    general: list[_P] = []
-    closest = (-1, "no pool configured")
-    slices, distinct, cores = _slices(request)
-    for pool in pools:
-        refusal = _refusal(pool, queue, account, request, slices, distinct, cores)
-        if refusal is None:
-            (specific if pool.queues or pool.accounts else general).append(pool)
-        elif refusal[0] > closest[0]:
-            closest = refusal
-    eligible = specific + general
-    if not eligible:
-        return [], closest[1]
-    if max_cores is not None and cores > max_cores:
-        return [], f"needs {cores} cores; the cluster has max_cores={max_cores}"
-    return eligible, ""
-
-
-class _Eligibility:
-    """Which pools may serve a request, or why none can."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        # Keyed by id(): the parser hands alike specs the same Request object, and every
-        # request outlives this pass (the snapshot holds it), so ids are not reused.
-        self._known: dict[tuple, tuple[list[Pool], str]] = {}
-        self._shapes: dict[int, tuple[tuple[Shape, ...], bool, int]] = {}
-
-    def pools_for(self, queue: str | None, account: str | None,
-                  request: Request) -> tuple[list[Pool], str]:
-        key = (queue, account, id(request))
-        if key not in self._known:
-            self._known[key] = self._pools_for(queue, account, request)
-        return self._known[key]
-
-    def shapes(self, request: Request) -> tuple[tuple[Shape, ...], bool, int]:
-        if id(request) not in self._shapes:
-            self._shapes[id(request)] = _slices(request)
-        return self._shapes[id(request)]
-
-    def _pools_for(self, queue: str | None, account: str | None,
-                   request: Request) -> tuple[list[Pool], str]:
-        return eligible_pools(self.policy.pools, queue, account, request,
-                              self.policy.max_cores)
-
-
-def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
+def _job_demand(job: Job, policy: Policy, eligibility: Eligibility
                 ) -> tuple[Demand | None, JobVerdict | None]:
     if policy.queues and job.queue not in policy.queues:
         return None, JobVerdict(job.id, "not-eligible", f"queue {job.queue} is not monitored")
@@ -275,25 +133,25 @@ def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
     pools, why = eligibility.pools_for(job.queue, job.account, job.request)
     if not pools:
         return None, JobVerdict(job.id, "unservable", why)
-    slices, distinct, cores = eligibility.shapes(job.request)
+    slices, distinct, cores = eligibility.slices(job.request)
     return Demand(job.id, job.created, pools, slices, distinct, cores, job_id=job.id), None
 
 
 def _hint_demands(hint: DemandHint, count: int, policy: Policy,
-                  eligibility: _Eligibility) -> list[Demand]:
+                  eligibility: Eligibility) -> list[Demand]:
     pools, _ = eligibility.pools_for(hint.queue, hint.account, hint.request)
     if not pools or any(chunk.hostname for chunk in hint.request.chunks):
         return []
     count = min(count, policy.hints.max_array)
     if hint.request.array and hint.request.array.slot_limit is not None:
         count = min(count, hint.request.array.slot_limit)
-    slices, distinct, cores = eligibility.shapes(hint.request)
+    slices, distinct, cores = eligibility.slices(hint.request)
     return [Demand(f"{HINT_KEY}{hint.id}#{index}", hint.received, pools, slices, distinct, cores)
             for index in range(count)]
 
 
 def _trusted_hint_demands(live_hints: Sequence[tuple[DemandHint, int]], snapshot: Snapshot,
-                          policy: Policy, eligibility: _Eligibility
+                          policy: Policy, eligibility: Eligibility
                           ) -> tuple[list[Demand], list[str]]:
     """The demand of unmatched hints that their budget allows, oldest hint first.
 
@@ -477,7 +335,7 @@ class _Packer:
             if self.budget.refusal(pool, self.smallest[pool.name]):
                 self.exhausted[pool.name] = refusals[0]
             return refusals[0]
-        behind = sum(shape[0] for shape in demand.slices[index + 1:])
+        behind = sum(shape.cores for shape in demand.slices[index + 1:])
         if position >= 0:
             behind += self.cores_after[pool.name][position]
         flavor = self.budget.keeping_reserve(pool, allowed, demand.slices[index][0], behind)
@@ -540,7 +398,7 @@ class _Packer:
             upcoming.extend((shape, later) for shape in later.slices)
         scored: list[tuple[tuple[float, float, int, int], Flavor]] = []
         for flavor in pool.flavors:
-            if not _fits_flavor(upcoming[0][0], flavor):
+            if not fits_flavor(upcoming[0][0], flavor):
                 continue
             cores, mem_mb, gpus = flavor.cores, flavor.mem_mb, flavor.gpus
             seen: set[str] = set()
@@ -562,7 +420,7 @@ class _Packer:
 
 def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget,
                 reclaimable: dict[str, NodeRecord]) -> DemandResult:
-    eligibility = _Eligibility(policy)
+    eligibility = Eligibility(policy)
     jobs = snapshot.jobs or ()
     live_hints, expired = match_hints(jobs, snapshot.hints, policy, now)
     verdicts: list[JobVerdict] = []
@@ -575,7 +433,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
             verdicts.append(verdict)
     hint_demands, notes = _trusted_hint_demands(live_hints, snapshot, policy, eligibility)
     demands.extend(hint_demands)
-    demands.sort(key=lambda d: (-d.size[0], -d.size[1], -len(d.slices), d.created))
+    demands.sort(key=lambda d: (-d.size.cores, -d.size.mem_mb, -len(d.slices), d.created))
 
     pending: dict[str, list[Demand]] = {pool.name: [] for pool in policy.pools}
     for demand in demands:

@@ -72,7 +72,7 @@ class PassReport:
 @dataclass(frozen=True)
 class CataloguePool:
     """What the API needs of a pool to tell that a job could never run there (the fields
-    dtserver.planning.demand.eligible_pools reads). Flavors carry no Nova id."""
+    dtserver.planning.eligibility.eligible_pools reads). Flavors carry no Nova id."""
 
     name: str
     flavors: tuple[Flavor, ...]
