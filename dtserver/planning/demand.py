@@ -17,6 +17,7 @@ from dtserver.model import (
     DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Snapshot)
 from dtserver.planning.eligibility import Eligibility, Shape, fits_flavor
 from dtserver.planning.limits import Budget, launch_block
+from dtserver.planning.step import StepResult
 from dtserver.policy import Policy, Pool
 
 # A job's ctime has whole seconds and the submit host's clock may lag ours.
@@ -66,16 +67,6 @@ class Bin:
         self.gpus += shape.gpus
         self.members.discard(demand.key)
         self.sealed = self.sealed and bool(self.members)
-
-
-@dataclass
-class DemandResult:
-    launches: list[LaunchInstance]
-    verdicts: list[JobVerdict]
-    expired_hints: list[ExpireHint]
-    used_hostnames: set[str]       # existing nodes that demand was packed onto
-    notes: list[str] = field(default_factory=list)
-    next_due: datetime | None = None   # a busy node comes within a boot of freeing
 
 
 def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy,
@@ -419,10 +410,14 @@ class _Packer:
 
 
 def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget,
-                reclaimable: dict[str, NodeRecord]) -> DemandResult:
+                live_hints: Sequence[tuple[DemandHint, int]],
+                reclaimable: dict[str, NodeRecord]) -> StepResult:
+    """Launches for queued jobs and `live_hints` (match_hints), a verdict for every queued
+    job; claims the nodes demand was packed onto, new and existing (drained ones among them
+    are cleared rather than deleted). Due again when a busy node comes within a boot of
+    freeing."""
     eligibility = Eligibility(policy)
     jobs = snapshot.jobs or ()
-    live_hints, expired = match_hints(jobs, snapshot.hints, policy, now)
     verdicts: list[JobVerdict] = []
     demands: list[Demand] = []
     for job in jobs:
@@ -488,7 +483,9 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
                 hostname=bin_.hostname, pool=bin_.pool.name, flavor=bin_.flavor.name,
                 cores=bin_.flavor.cores, reason=f"demand: {shown}",
                 prewarm=all(key.startswith(HINT_KEY) for key in served))
-    return DemandResult(list(launches.values()), verdicts, expired, used, notes, next_due)
+    return StepResult(actions=tuple(launches.values()), notes=tuple(notes),
+                      claimed=frozenset(used.union(launches)), next_due=next_due,
+                      verdicts=tuple(verdicts))
 
 
 def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
@@ -509,9 +506,8 @@ def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
                       tuple(dict.fromkeys(bin_.hostname for bin_ in bins)))
 
 
-def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,
-               budget: Budget) -> tuple[list[LaunchInstance], list[str]]:
-    """Launch up to each pool's min_nodes (static, always-on nodes)."""
+def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget) -> StepResult:
+    """Launch up to each pool's min_nodes (static, always-on nodes); claims them."""
     launches: list[LaunchInstance] = []
     notes: list[str] = []
     for pool in policy.pools:
@@ -531,4 +527,5 @@ def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,
             hostname = budget.take(pool, flavor)
             launches.append(LaunchInstance(hostname, pool.name, flavor.name, flavor.cores,
                                            f"min_nodes={pool.min_nodes}"))
-    return launches, notes
+    return StepResult(actions=tuple(launches), notes=tuple(notes),
+                      claimed=frozenset(launch.hostname for launch in launches))
