@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from dtserver.actions import (
     JobVerdict, JoinNode, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot,
-    ReleaseNode)
+    ReleaseNode, VerdictStatus)
 from dtserver.model import NodeState, Snapshot
 from dtserver.planning.demand import match_hints, plan_demand, plan_floor
 from dtserver.planning.intents import plan_intents
@@ -76,7 +76,7 @@ def plan_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: dateti
     due: list[datetime] = []
     for verdict in verdicts:
         job = jobs.get(verdict.job_id)
-        if verdict.status != "waiting-scheduler" or job is None:
+        if verdict.status is not VerdictStatus.WAITING_SCHEDULER or job is None:
             continue
         since = max([job.created, *(settled_since.get(host, job.created)
                                     for host in verdict.hosts)])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
-from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, VerdictStatus
 from dtserver.model import (
     DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Snapshot)
 from dtserver.planning.eligibility import Eligibility, Shape, fits_flavor
@@ -104,26 +104,29 @@ def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy
 def _job_demand(job: Job, policy: Policy, eligibility: Eligibility
                 ) -> tuple[Demand | None, JobVerdict | None]:
     if policy.queues and job.queue not in policy.queues:
-        return None, JobVerdict(job.id, "not-eligible", f"queue {job.queue} is not monitored")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
+                                f"queue {job.queue} is not monitored")
     if job.state is JobState.HELD:
-        return None, JobVerdict(job.id, "not-eligible", f"held (Hold_Types={job.hold_types})")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
+                                f"held (Hold_Types={job.hold_types})")
     if job.state is JobState.WAITING:
-        return None, JobVerdict(job.id, "not-eligible", "waiting for its start time")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE, "waiting for its start time")
     if job.state is JobState.UNKNOWN:
-        return None, JobVerdict(job.id, "not-eligible", "its qstat -x entry could not be read "
-                                                        "(the reconciler log names the field)")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
+                                "its qstat -x entry could not be read "
+                                "(the reconciler log names the field)")
     if job.state is not JobState.QUEUED:
         return None, None
     if job.request is None:
-        return None, JobVerdict(job.id, "not-eligible",
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
                                 f"request not understood: {job.request_error}")
     pinned = [chunk.hostname for chunk in job.request.chunks if chunk.hostname]
     if pinned:
-        return None, JobVerdict(job.id, "not-eligible",
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
                                 f"pinned to host {pinned[0]}: no new node can serve it")
     pools, why = eligibility.pools_for(job.queue, job.account, job.request)
     if not pools:
-        return None, JobVerdict(job.id, "unservable", why)
+        return None, JobVerdict(job.id, VerdictStatus.UNSERVABLE, why)
     slices, distinct, cores = eligibility.slices(job.request)
     return Demand(job.id, job.created, pools, slices, distinct, cores, job_id=job.id), None
 
@@ -449,7 +452,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
         signature = (id(demand.pools), demand.slices, demand.distinct)
         if signature in placeless:
             if demand.job_id is not None:
-                verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
+                verdicts.append(JobVerdict(demand.job_id, VerdictStatus.WAITING_CAPACITY,
                                            placeless[signature], demand.pools[0].name,
                                            demand.cores))
             continue
@@ -470,7 +473,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
         else:
             placeless[signature] = "; ".join(dict.fromkeys(refusals))
             if demand.job_id is not None:
-                verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
+                verdicts.append(JobVerdict(demand.job_id, VerdictStatus.WAITING_CAPACITY,
                                            placeless[signature], demand.pools[0].name,
                                            demand.cores))
     for pool_bins in packer.bins_by_pool.values():
@@ -492,16 +495,17 @@ def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
     hosts = ", ".join(dict.fromkeys(bin_.hostname for bin_ in bins))
     labels = {bin_.label for bin_ in bins}
     if "new" in labels:
-        return JobVerdict(demand.key, "launching", f"launching {hosts}", pool.name,
+        return JobVerdict(demand.key, VerdictStatus.LAUNCHING, f"launching {hosts}", pool.name,
                           demand.cores)
     if labels & {"launching", "booting", "registered"}:
-        return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join",
+        return JobVerdict(demand.key, VerdictStatus.WAITING_BOOT,
+                          f"waiting for {hosts} to join",
                           pool.name, demand.cores)
     if FREES_SOON in labels:
-        return JobVerdict(demand.key, "waiting-job-end",
+        return JobVerdict(demand.key, VerdictStatus.WAITING_JOB_END,
                           f"fits on {hosts} when the jobs there end, within a boot",
                           pool.name, demand.cores)
-    return JobVerdict(demand.key, "waiting-scheduler",
+    return JobVerdict(demand.key, VerdictStatus.WAITING_SCHEDULER,
                       f"fits on {hosts}; waiting for the scheduler", pool.name, demand.cores,
                       tuple(dict.fromkeys(bin_.hostname for bin_ in bins)))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from admin.cli import main, translate_legacy
-from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.model import ErrorKind, IntentKind, IntentStatus, NodeState, PoolHealth
 from dtserver.serialize import plan_as_data
 from dtserver.store import PassReport
@@ -39,10 +39,11 @@ def fill(store: SqliteStore) -> None:
     store.save_plan(T0, plan_as_data(Plan(
         actions=(LaunchInstance("cloud-003", "cloud", "m1.large", 4, "demand: 12.vm"),
                  ExpireHint(3, "matched job 12.vm")),
-        verdicts=(JobVerdict("12.vm", "launching", "launching cloud-003", "cloud"),
-                  JobVerdict("13.vm", "waiting-capacity", "pool cloud at max_nodes=3", "cloud"),
-                  JobVerdict("14[1].vm", "not-eligible", "held (Hold_Types=u)"),
-                  JobVerdict("14[2].vm", "not-eligible", "held (Hold_Types=u)")),
+        verdicts=(JobVerdict("12.vm", VerdictStatus.LAUNCHING, "launching cloud-003", "cloud"),
+                  JobVerdict("13.vm", VerdictStatus.WAITING_CAPACITY,
+                             "pool cloud at max_nodes=3", "cloud"),
+                  JobVerdict("14[1].vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)"),
+                  JobVerdict("14[2].vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)")),
         notes=("pool gpu stopped",))))
     store.add_event(T0, "launch", "cloud-001 launching (m1.large)", hostname="cloud-001",
                     pool="cloud")

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.clock import FakeClock
 from dtserver.model import ErrorKind, NodeState, PoolHealth
 from dtserver.store import PassReport
@@ -31,9 +31,9 @@ def fill_store(store: SqliteStore) -> None:
         actions=(LaunchInstance("cloud-005", "cloud", "m1.large", 4, "demand: 1 job"),
                  LaunchInstance("cloud-006", "cloud", "m1.large", 4, "demand: 1 job"),
                  ExpireHint(7, "matched")),
-        verdicts=(JobVerdict("12.vm", "launching", "cloud-005"),
-                  JobVerdict("13.vm", "launching", "cloud-006"),
-                  JobVerdict("14.vm", "not-eligible", "held")),
+        verdicts=(JobVerdict("12.vm", VerdictStatus.LAUNCHING, "cloud-005"),
+                  JobVerdict("13.vm", VerdictStatus.LAUNCHING, "cloud-006"),
+                  JobVerdict("14.vm", VerdictStatus.NOT_ELIGIBLE, "held")),
         notes=("gpu pool stopped",))))
     store.add_event(T0, "launch", "launch requested", hostname="cloud-003", pool="cloud")
     store.add_event(T0 + timedelta(seconds=1), "failure", "boot timeout", hostname="gpu-001",

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from dtserver.actions import JobVerdict, LaunchInstance, Plan
+from dtserver.actions import JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
@@ -48,11 +48,12 @@ def fill(store: SqliteStore) -> None:
                                summary={}))
     store.save_plan(T0 - timedelta(seconds=4), plan_as_data(Plan(
         actions=(LaunchInstance("cloud-005", "cloud", "m1.large", 8, "demand: 32.vm"),),
-        verdicts=(JobVerdict("31.vm", "waiting-boot", "waiting for cloud-003 to join", "cloud"),
-                  JobVerdict("32.vm", "launching", "launching cloud-005", "cloud"),
-                  JobVerdict("33.vm", "waiting-capacity", "pool gpu backing off until "
+        verdicts=(JobVerdict("31.vm", VerdictStatus.WAITING_BOOT,
+                             "waiting for cloud-003 to join", "cloud"),
+                  JobVerdict("32.vm", VerdictStatus.LAUNCHING, "launching cloud-005", "cloud"),
+                  JobVerdict("33.vm", VerdictStatus.WAITING_CAPACITY, "pool gpu backing off until "
                              "03:08:05Z after boot: instance ERROR", "gpu"),
-                  JobVerdict("34.vm", "not-eligible", "held (Hold_Types=u)")),
+                  JobVerdict("34.vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)")),
         notes=("pool gpu backing off",))))
     store.add_event(T0 - 2 * minute, "failure", "gpu-001: boot timeout after 1200 s",
                     hostname="gpu-001", pool="gpu")
