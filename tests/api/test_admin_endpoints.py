@@ -10,7 +10,6 @@ from flask.testing import FlaskClient
 from dtserver.actions import JobVerdict, Plan, VerdictStatus
 from dtserver.clock import FakeClock
 from dtserver.model import IntentKind, IntentStatus, NodeState
-from dtserver.serialize import plan_as_data
 from dtserver.store.sqlite import SqliteStore
 from tests.api.builders import T0, record
 from tests.api.test_hints import assert_error
@@ -20,7 +19,7 @@ BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/a
 
 
 def save_verdicts(store: SqliteStore, *verdicts: JobVerdict) -> None:
-    store.save_plan(T0, plan_as_data(Plan(actions=(), verdicts=verdicts)))
+    store.save_plan(T0, Plan(actions=(), verdicts=verdicts))
 
 
 # -- intents -------------------------------------------------------------------------------
