@@ -83,31 +83,38 @@ def _fewest_nodes(slices: Slices, pool: PoolShape) -> int:
     return fewest
 
 
+class _Refusal(NamedTuple):
+    rank: int          # how close the pool came: the higher, the later the rule that refused
+    reason: str
+
+
 def _refusal(pool: PoolShape, queue: str | None, account: str | None, request: Request,
-             slices: Slices) -> tuple[int, str] | None:
-    """Why `pool` can never run `request`, ranked by how close it came; None if it can."""
+             slices: Slices) -> _Refusal | None:
+    """Why `pool` can never run `request`; None if it can."""
     if pool.queues and queue not in pool.queues:
-        return 0, f"no pool serves queue {queue}"
+        return _Refusal(0, f"no pool serves queue {queue}")
     if pool.accounts and account not in pool.accounts:
-        return 1, (f"no pool serves account {account}" if account is not None
-                   else "no pool serves jobs without an account (qsub -A)")
+        return _Refusal(1, f"no pool serves account {account}" if account is not None
+                        else "no pool serves jobs without an account (qsub -A)")
     missing = frozenset().union(*(chunk.properties for chunk in request.chunks)) - pool.properties
     if missing:
-        return 2, f"no pool has node properties {', '.join(sorted(missing))}"
+        return _Refusal(2, f"no pool has node properties {', '.join(sorted(missing))}")
     too_big = [chunk for chunk in request.chunks
                if not any(fits_flavor(Shape(chunk.cores, chunk.mem_mb, chunk.gpus), flavor)
                           for flavor in pool.flavors)]
     if too_big:
         chunk = too_big[0]
         largest = max(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
-        return 3, (f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} GPUs is "
-                   f"larger than any flavor (largest {largest.name}: {largest.cores} cores/"
-                   f"{largest.mem_mb} MiB/{largest.gpus} GPUs)")
+        return _Refusal(3, f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} "
+                           f"GPUs is larger than any flavor (largest {largest.name}: "
+                           f"{largest.cores} cores/{largest.mem_mb} MiB/{largest.gpus} GPUs)")
     nodes = _fewest_nodes(slices, pool)
     if nodes > pool.max_nodes:
-        return 4, f"needs at least {nodes} nodes; pool {pool.name} has max_nodes={pool.max_nodes}"
+        return _Refusal(4, f"needs at least {nodes} nodes; pool {pool.name} has "
+                           f"max_nodes={pool.max_nodes}")
     if pool.max_cores is not None and slices.cores > pool.max_cores:
-        return 5, f"needs {slices.cores} cores; pool {pool.name} has max_cores={pool.max_cores}"
+        return _Refusal(5, f"needs {slices.cores} cores; pool {pool.name} has "
+                           f"max_cores={pool.max_cores}")
     return None
 
 
@@ -122,17 +129,17 @@ def eligible_pools(pools: Sequence[_P], queue: str | None, account: str | None,
     """
     specific: list[_P] = []
     general: list[_P] = []
-    closest = (-1, "no pool configured")
+    closest = _Refusal(-1, "no pool configured")
     slices = slices_of(request)
     for pool in pools:
         refusal = _refusal(pool, queue, account, request, slices)
         if refusal is None:
             (specific if pool.queues or pool.accounts else general).append(pool)
-        elif refusal[0] > closest[0]:
+        elif refusal.rank > closest.rank:
             closest = refusal
     eligible = specific + general
     if not eligible:
-        return [], closest[1]
+        return [], closest.reason
     if max_cores is not None and slices.cores > max_cores:
         return [], f"needs {slices.cores} cores; the cluster has max_cores={max_cores}"
     return eligible, ""
