@@ -1,6 +1,7 @@
 """Actions are values: what the planner decided, for the reconciler to apply."""
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -157,12 +158,24 @@ Action = (RegisterSlot | LaunchInstance | AdoptInstance | JoinNode | MarkEntryRe
           | DeleteInstance | ExpireHint | CompleteIntent | SetSleeping | ResetPool)
 
 
+class VerdictStatus(enum.StrEnum):
+    """Where a job stands (docs/api.md, GET /v1/jobs/ID/why)."""
+
+    LAUNCHING = "launching"
+    WAITING_BOOT = "waiting-boot"            # on nodes still joining
+    WAITING_SCHEDULER = "waiting-scheduler"  # fits ready nodes now
+    WAITING_JOB_END = "waiting-job-end"      # on busy nodes whose jobs end within a boot
+    WAITING_CAPACITY = "waiting-capacity"    # a limit holds it
+    UNSERVABLE = "unservable"                # no pool could ever run it
+    NOT_ELIGIBLE = "not-eligible"            # not ours to serve: held, other queue, pinned...
+
+
 @dataclass(frozen=True)
 class JobVerdict:
     """Why a queued job is or is not being served; shown by `dtadmin why`."""
 
     job_id: str
-    status: str        # "launching", "waiting-boot", "waiting-capacity", "not-eligible", ...
+    status: VerdictStatus
     reason: str
     pool: str | None = None
     cores: int | None = None   # cores the job requests; /metrics sums the queued demand

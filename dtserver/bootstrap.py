@@ -23,7 +23,7 @@ from dtserver.config import Settings, build_policy
 from dtserver.events import EventRunner
 from dtserver.model import DtError, ErrorKind, Flavor, Quota, announces_entry
 from dtserver.reconcile.loop import Reconciler
-from dtserver.store import RecordNotFound, Store, StoreError
+from dtserver.store import EventKind, RecordNotFound, Store, StoreError
 from dtserver.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def build_nova_cloud(client: Any, store: Store, *, cluster_id: str,
                "no installation id and none of our records names it (made by an older "
                "release, or by us before the database was replaced)")
         try:
-            store.add_event(clock.now(), "foreign",
+            store.add_event(clock.now(), EventKind.FOREIGN,
                             f"instance {instance.id} left alone: {why}",
                             hostname=instance.name[:255] or None)
         except DtError as error:

@@ -19,7 +19,8 @@ from dtserver.api.errors import ApiError
 from dtserver.api.operation import (ADMIN, INTENT_ACCEPTED, JSON, LOCATION, TIME, Operation,
                                     boolean_query, closed_object, nullable, ref)
 from dtserver.model import Intent, IntentKind
-from dtserver.store import RecordNotFound
+from dtserver.serialize import plan_as_data
+from dtserver.store import EventKind, RecordNotFound
 from dtserver.wakeup import wake_reconciler
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def _set_sleeping(sleeping: bool) -> dict[str, bool]:
     context = api_context()
     now = context.clock.now()
     context.store.set_sleeping(sleeping, now)
-    context.store.add_event(now, "sleep" if sleeping else "wake",
+    context.store.add_event(now, EventKind.SLEEP if sleeping else EventKind.WAKE,
                             "sleep mode on: no new launches" if sleeping else "sleep mode off")
     log.info("sleep mode changed sleeping=%s", sleeping)
     # Waking may release launches that waited; no reason to wait for the next poll.
@@ -72,8 +73,7 @@ def last_plan() -> dict[str, Any]:
     stored = api_context().store.last_plan()
     if stored is None:
         return {"time": None, "plan": None}
-    time, plan = stored
-    return {"time": time, "plan": plan}
+    return {"time": stored.time, "plan": plan_as_data(stored)}
 
 
 # -- intents ---------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def _record_intent(kind: IntentKind, target: str | None, *,
     intent = pending[0] if pending else context.store.add_intent(kind, target, now)
     if not pending:
         what = f"{kind.value} {target}" if target else kind.value
-        context.store.add_event(now, "intent", f"intent {intent.id} recorded: {what}",
+        context.store.add_event(now, EventKind.INTENT, f"intent {intent.id} recorded: {what}",
                                 hostname=hostname, pool=pool)
         log.info("intent recorded id=%d kind=%s target=%s remote=%s", intent.id, kind.value,
                  target, request.remote_addr)

@@ -22,7 +22,7 @@ from dtserver.api.context import api_context
 from dtserver.api.errors import ApiError
 from dtserver.api.operation import HINT, JSON, Operation, ref
 from dtserver.model import Request
-from dtserver.planning.demand import eligible_pools
+from dtserver.planning.eligibility import eligible_pools
 from dtserver.store import HintLimitReached, PoolCatalogue
 from dtserver.wakeup import wake_reconciler
 

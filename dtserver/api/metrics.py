@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from flask import Blueprint, Response, request
 from prometheus_client import CollectorRegistry
@@ -38,10 +38,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from dtserver.api.context import api_context
+from dtserver.actions import LaunchInstance, VerdictStatus
 from dtserver.api.operation import TEXT, Operation
 from dtserver.clock import Clock
 from dtserver.model import LIVE_STATES, NodeRecord, NodeState, PoolHealth
-from dtserver.store import Event, PassReport, Store
+from dtserver.store import Event, EventKind, PassReport, Store, StoredPlan
 
 bp = Blueprint("metrics", __name__)
 
@@ -51,8 +52,9 @@ READY_BUCKETS = (30.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1200.0, 18
 DRAIN_BUCKETS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
                  86400.0)
 # Verdict statuses of jobs that want nodes (served or waiting); the rest create no demand.
-DEMAND_STATUSES = frozenset({"launching", "waiting-boot", "waiting-scheduler",
-                             "waiting-job-end", "waiting-capacity"})
+DEMAND_STATUSES = frozenset({VerdictStatus.LAUNCHING, VerdictStatus.WAITING_BOOT,
+                             VerdictStatus.WAITING_SCHEDULER, VerdictStatus.WAITING_JOB_END,
+                             VerdictStatus.WAITING_CAPACITY})
 _LIVE_STATES = sorted(state.value for state in LIVE_STATES)
 
 
@@ -133,7 +135,7 @@ def durations_to_ready(records: Sequence[NodeRecord], events: Iterable[Event]
         by_host[record.hostname].append(record)
     result: defaultdict[str, list[float]] = defaultdict(list)
     for event in events:
-        if event.kind != "ready":
+        if event.kind is not EventKind.READY:
             continue
         record = _owner(by_host, event)
         if record is not None:
@@ -146,7 +148,7 @@ def durations_to_drain(records: Sequence[NodeRecord], events: Iterable[Event]
     """Seconds from the last drain (offline) of a deleted record to its deletion, by pool."""
     marks: defaultdict[str, list[Event]] = defaultdict(list)
     for event in events:
-        if event.kind in ("drain", "clear") and event.hostname:
+        if event.kind in (EventKind.DRAIN, EventKind.CLEAR) and event.hostname:
             marks[event.hostname].append(event)
     result: defaultdict[str, list[float]] = defaultdict(list)
     for record in records:
@@ -155,7 +157,7 @@ def durations_to_drain(records: Sequence[NodeRecord], events: Iterable[Event]
         mine = sorted((event for event in marks.get(record.hostname, ())
                        if record.created <= event.time <= record.state_since),
                       key=lambda event: (event.time, event.id))
-        if mine and mine[-1].kind == "drain":
+        if mine and mine[-1].kind is EventKind.DRAIN:
             result[record.pool].append((record.state_since - mine[-1].time).total_seconds())
     return dict(result)
 
@@ -168,7 +170,7 @@ def history_metrics(records: Sequence[NodeRecord], events: Sequence[Event]) -> I
         labels=["pool", "error_class"])
     for (pool, error_class), count in sorted(Counter(
             (event.pool or "", event.error_kind.value if event.error_kind else "other")
-            for event in events if event.kind == "failure").items()):
+            for event in events if event.kind is EventKind.FAILURE).items()):
         failures.add_metric([pool, error_class], count)
     yield failures
     yield _histogram(f"{PREFIX}_time_to_ready_seconds",
@@ -179,7 +181,7 @@ def history_metrics(records: Sequence[NodeRecord], events: Sequence[Event]) -> I
                      DRAIN_BUCKETS, durations_to_drain(records, events))
 
 
-def plan_metrics(stored: tuple[datetime, Mapping[str, Any]] | None) -> Iterator[Metric]:
+def plan_metrics(stored: StoredPlan | None) -> Iterator[Metric]:
     jobs = GaugeMetricFamily(f"{PREFIX}_queued_jobs",
                              "Jobs with a verdict in the last plan, by pool and status",
                              labels=["pool", "status"])
@@ -190,26 +192,24 @@ def plan_metrics(stored: tuple[datetime, Mapping[str, Any]] | None) -> Iterator[
                                   "Cores of the launches in the last plan, by pool",
                                   labels=["pool"])
     if stored is not None:
-        time, plan = stored
-        verdicts = [item for item in plan.get("verdicts") or () if isinstance(item, Mapping)]
-        counts = Counter((str(item.get("pool") or ""), str(item.get("status")))
-                         for item in verdicts)
+        counts = Counter((verdict.pool or "", verdict.status.value)
+                         for verdict in stored.verdicts)
         for (pool, status), count in sorted(counts.items()):
             jobs.add_metric([pool, status], count)
         wanted: Counter[str] = Counter()
-        for item in verdicts:
-            if item.get("status") in DEMAND_STATUSES and isinstance(item.get("cores"), int):
-                wanted[str(item.get("pool") or "")] += item["cores"]
+        for verdict in stored.verdicts:
+            if verdict.status in DEMAND_STATUSES and verdict.cores is not None:
+                wanted[verdict.pool or ""] += verdict.cores
         for pool, cores in sorted(wanted.items()):
             demand.add_metric([pool], cores)
         planned: Counter[str] = Counter()
-        for action in plan.get("actions") or ():
-            if isinstance(action, Mapping) and action.get("type") == "LaunchInstance":
-                planned[str(action.get("pool"))] += int(action.get("cores") or 0)
+        for action in stored.actions:
+            if isinstance(action, LaunchInstance):
+                planned[action.pool] += action.cores
         for pool, cores in sorted(planned.items()):
             launching.add_metric([pool], cores)
         yield GaugeMetricFamily(f"{PREFIX}_plan_timestamp_seconds",
-                                "When the last plan was made", value=_timestamp(time))
+                                "When the last plan was made", value=_timestamp(stored.time))
     yield jobs
     yield demand
     yield launching

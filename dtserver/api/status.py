@@ -1,17 +1,17 @@
 """GET /status (plain text for curl, JSON or an HTML page on request) and GET /healthz.
 
 Everything shown comes from the store, as the reconciler last recorded it. The plan is
-the reconciler's JSON (dtserver.serialize.plan_as_data): queued demand is its job verdicts
-counted by status, next to its actions counted by type and its notes. The HTML page
-(templates/status.html, autoescaped, no external assets) adds the node list by state with
-ages, the pending jobs with their reasons, recent failures and pending intents, and
-reloads itself every `?refresh=` seconds.
+the store's StoredPlan: queued demand is its job verdicts counted by status, next to its
+actions counted by type and its notes. The HTML page (templates/status.html, autoescaped,
+no external assets) adds the node list by state with ages, the pending jobs with their
+reasons, recent failures and pending intents, and reloads itself every `?refresh=`
+seconds.
 """
 from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
@@ -21,7 +21,7 @@ from dtserver.api.operation import JSON, TEXT, Operation, ref
 from dtserver.api.serialize import format_time, to_jsonable
 from dtserver.api.settings import ApiSettings
 from dtserver.model import NodeState
-from dtserver.store import Store
+from dtserver.store import EventKind, Store
 
 bp = Blueprint("status", __name__, template_folder="templates")
 
@@ -41,12 +41,8 @@ def _age_seconds(then: datetime, now: datetime) -> float:
     return round((now - then).total_seconds(), 3)
 
 
-def _count_by(items: Any, key: str) -> dict[str, int]:
-    """{value of `key`: count} over a stored list of objects; tolerant of older shapes."""
-    if not isinstance(items, list):
-        return {}
-    counts = Counter(str(item.get(key)) for item in items if isinstance(item, Mapping))
-    return dict(sorted(counts.items()))
+def _counted(values: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
 
 
 def status_summary(store: Store, settings: ApiSettings, now: datetime) -> dict[str, Any]:
@@ -69,13 +65,12 @@ def status_summary(store: Store, settings: ApiSettings, now: datetime) -> dict[s
     last_plan = store.last_plan()
     plan = None
     if last_plan is not None:
-        plan_time, body = last_plan
         plan = {
-            "time": format_time(plan_time),
-            "age_seconds": _age_seconds(plan_time, now),
-            "jobs": _count_by(body.get("verdicts"), "status"),
-            "actions": _count_by(body.get("actions"), "type"),
-            "notes": [str(note) for note in body.get("notes") or ()],
+            "time": format_time(last_plan.time),
+            "age_seconds": _age_seconds(last_plan.time, now),
+            "jobs": _counted(verdict.status.value for verdict in last_plan.verdicts),
+            "actions": _counted(type(action).__name__ for action in last_plan.actions),
+            "notes": list(last_plan.notes),
         }
     return {
         "time": format_time(now),
@@ -179,13 +174,10 @@ def status_page(store: Store, settings: ApiSettings, now: datetime, refresh: int
                 {**to_jsonable(record),
                  "age": format_age((now - record.state_since).total_seconds())}
                 for record in members]})
-    verdicts: list[Mapping[str, Any]] = []
     stored_plan = store.last_plan()
-    if stored_plan is not None:
-        verdicts = [item for item in stored_plan[1].get("verdicts") or ()
-                    if isinstance(item, Mapping)]
+    verdicts = stored_plan.verdicts if stored_plan is not None else ()
     failures = [event for event in store.events(FAILURE_SCAN_EVENTS)
-                if event.kind == "failure"][:PAGE_FAILURES]
+                if event.kind is EventKind.FAILURE][:PAGE_FAILURES]
     return render_template(
         "status.html", summary=summary, refresh=refresh, groups=groups,
         jobs=verdicts[:PAGE_JOBS], jobs_total=len(verdicts),

@@ -4,45 +4,47 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from dtserver.actions import (
-    ExpireHint, JobVerdict, JoinNode, MarkEntryReady, OfflineNode, Plan, PokeScheduler,
-    RegisterSlot, ReleaseNode)
+    JobVerdict, JoinNode, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot,
+    ReleaseNode, VerdictStatus)
 from dtserver.model import NodeState, Snapshot
-from dtserver.planning.demand import plan_demand, plan_floor
+from dtserver.planning.demand import match_hints, plan_demand, plan_floor
 from dtserver.planning.intents import plan_intents
 from dtserver.planning.limits import Budget
 from dtserver.planning.repair import plan_repairs, record_timers
 from dtserver.planning.scale_down import plan_removals, reclaimable
+from dtserver.planning.step import StepResult
 from dtserver.policy import Policy
 
 
 def plan(snapshot: Snapshot, policy: Policy, now: datetime) -> Plan:
     """Decide; never act. Same inputs, same plan.
 
-    The order is the reconciler's: admin intents, then launches for the static floor and
-    demand (instances boot while TORQUE is being worked on, and a pass cut short by new
-    demand has launched first), then lifecycle repairs, then scale-down of what no demand
-    wants. No launch depends on a repair of the same pass: a record a repair ends still
-    holds its slot in the snapshot the launches were planned from."""
-    intent_actions, intent_notes, decided = plan_intents(snapshot, policy, now)
-    repairs, repair_notes, repaired = plan_repairs(snapshot, policy, now, decided)
+    Repairs leave alone the nodes admin intents claimed, and scale-down those intents and
+    repairs claimed; it keeps the nodes demand claimed. Launches are planned from the
+    snapshot alone: a record a repair ends still holds its slot there."""
+    intents = plan_intents(snapshot, policy, now)
+    repairs = plan_repairs(snapshot, policy, now, skip=intents.claimed)
     budget = Budget(snapshot, policy)
-    floor, floor_notes = plan_floor(snapshot, policy, now, budget)
-    drainable = reclaimable(snapshot)
-    demand = plan_demand(snapshot, policy, now, budget, drainable)
-    removals, removal_notes = plan_removals(snapshot, policy, now, decided | repaired,
-                                            demand.used_hostnames)
-    hint_actions: list[ExpireHint] = demand.expired_hints
-    verdicts: tuple[JobVerdict, ...] = tuple(demand.verdicts)
-    stall_actions, stall_notes, stall_due = _scheduler_stall(snapshot, verdicts, now)
-    if any(isinstance(action, PokeScheduler) for action in repairs):
-        stall_actions = []
-    actions = tuple(intent_actions + floor + demand.launches + repairs + stall_actions
-                    + removals + hint_actions)
-    next_due = _next_due(snapshot, policy, now, [stall_due, demand.next_due])
+    floor = plan_floor(snapshot, policy, now, budget)
+    live_hints, expired_hints = match_hints(snapshot.jobs or (), snapshot.hints, policy, now)
+    demand = plan_demand(snapshot, policy, now, budget, live_hints, reclaimable(snapshot))
+    removals = plan_removals(snapshot, policy, now, skip=intents.claimed | repairs.claimed,
+                             wanted_hostnames=demand.claimed)
+    stall = plan_stall(snapshot, demand.verdicts, now,
+                       poked=any(isinstance(action, PokeScheduler) for action in repairs.actions))
+    # The reconciler applies in this order: admin intents, then launches for the static
+    # floor and demand (instances boot while TORQUE is being worked on, and a pass cut short
+    # by new demand has launched first), then lifecycle repairs, then scale-down of what no
+    # demand wants.
+    steps = (intents, floor, demand, repairs, stall, removals,
+             StepResult(actions=tuple(expired_hints)))
+    actions = tuple(action for step in steps for action in step.actions)
+    next_due = _next_due(snapshot, policy, now, [step.next_due for step in steps])
     return Plan(
-        actions=actions, verdicts=verdicts,
-        notes=tuple(intent_notes + repair_notes + floor_notes + demand.notes + removal_notes
-                    + stall_notes),
+        actions=actions,
+        verdicts=tuple(verdict for step in steps for verdict in step.verdicts),
+        notes=tuple(note for step in (intents, repairs, floor, demand, removals, stall)
+                    for note in step.notes),
         revisit_after=(SETTLE_POLL if _settling(snapshot, actions, now)
                        else next_due - now if next_due is not None else None),
         next_due=next_due)
@@ -62,10 +64,11 @@ MOM_REPORT_WINDOW = timedelta(seconds=60)
 SCHEDULER_STALL = timedelta(seconds=30)
 
 
-def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: datetime
-                     ) -> tuple[list, list[str], datetime | None]:
-    """A poke and a note when queued jobs fit ready nodes but pbs_sched leaves them queued;
-    else when the first job that waits for pbs_sched would count as stalled."""
+def plan_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: datetime, *,
+               poked: bool) -> StepResult:
+    """A poke (unless an earlier step `poked` already) and a note when queued jobs fit ready
+    nodes but pbs_sched leaves them queued; else due when the first job that waits for
+    pbs_sched would count as stalled."""
     jobs = {job.id: job for job in snapshot.jobs or ()}
     settled_since = {record.hostname: record.state_since for record in snapshot.records
                      if record.state in (NodeState.IDLE, NodeState.BUSY)}
@@ -73,7 +76,7 @@ def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: 
     due: list[datetime] = []
     for verdict in verdicts:
         job = jobs.get(verdict.job_id)
-        if verdict.status != "waiting-scheduler" or job is None:
+        if verdict.status is not VerdictStatus.WAITING_SCHEDULER or job is None:
             continue
         since = max([job.created, *(settled_since.get(host, job.created)
                                     for host in verdict.hosts)])
@@ -82,12 +85,13 @@ def _scheduler_stall(snapshot: Snapshot, verdicts: tuple[JobVerdict, ...], now: 
         else:
             due.append(since + SCHEDULER_STALL)
     if not stalled:
-        return [], [], min(due, default=None)
+        return StepResult(next_due=min(due, default=None))
     waited, verdict = max(stalled, key=lambda item: item[0])
     note = (f"pbs_sched has started none of {len(stalled)} queued jobs that fit ready nodes "
             f"(longest: {verdict.job_id} on {', '.join(verdict.hosts)} for "
             f"{int(waited.total_seconds())} s): is pbs_sched running?")
-    return [PokeScheduler("queued jobs fit ready nodes")], [note], None
+    return StepResult(actions=() if poked else (PokeScheduler("queued jobs fit ready nodes"),),
+                      notes=(note,))
 
 
 def _next_due(snapshot: Snapshot, policy: Policy, now: datetime,

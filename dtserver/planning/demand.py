@@ -10,12 +10,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Protocol, Sequence, TypeVar
+from typing import Iterable, Sequence
 
-from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, VerdictStatus
 from dtserver.model import (
-    DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Request, Snapshot)
+    DemandHint, DrainKind, Flavor, Job, JobState, NodeRecord, NodeState, Snapshot)
+from dtserver.planning.eligibility import Eligibility, Shape, fits_flavor
 from dtserver.planning.limits import Budget, launch_block
+from dtserver.planning.step import StepResult
 from dtserver.policy import Policy, Pool
 
 # A job's ctime has whole seconds and the submit host's clock may lag ours.
@@ -24,9 +26,6 @@ LOOKAHEAD_SLICES = 32
 HINT_KEY = "hint:"
 # A busy node whose jobs all end within one boot: demand waits for it (Policy.lookahead).
 FREES_SOON = "frees-soon"
-
-Shape = tuple[int, int, int]   # cores, mem_mb, gpus
-
 
 @dataclass
 class Demand:
@@ -57,27 +56,17 @@ class Bin:
     sealed: bool = False           # holds a job that shares its node with none
 
     def put(self, shape: Shape, demand: Demand) -> None:
-        self.cores -= shape[0]
-        self.mem_mb -= shape[1]
-        self.gpus -= shape[2]
+        self.cores -= shape.cores
+        self.mem_mb -= shape.mem_mb
+        self.gpus -= shape.gpus
         self.members.add(demand.key)
 
     def take_out(self, shape: Shape, demand: Demand) -> None:
-        self.cores += shape[0]
-        self.mem_mb += shape[1]
-        self.gpus += shape[2]
+        self.cores += shape.cores
+        self.mem_mb += shape.mem_mb
+        self.gpus += shape.gpus
         self.members.discard(demand.key)
         self.sealed = self.sealed and bool(self.members)
-
-
-@dataclass
-class DemandResult:
-    launches: list[LaunchInstance]
-    verdicts: list[JobVerdict]
-    expired_hints: list[ExpireHint]
-    used_hostnames: set[str]       # existing nodes that demand was packed onto
-    notes: list[str] = field(default_factory=list)
-    next_due: datetime | None = None   # a busy node comes within a boot of freeing
 
 
 def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy,
@@ -112,188 +101,51 @@ def match_hints(jobs: Iterable[Job], hints: Iterable[DemandHint], policy: Policy
     return live, expired
 
 
-def _slices(request: Request) -> tuple[tuple[Shape, ...], bool, int]:
-    """Node-slices largest first, whether they need distinct nodes, and total cores."""
-    shapes = sorted(((chunk.cores, chunk.mem_mb, chunk.gpus)
-                     for chunk in request.chunks for _ in range(chunk.count)), reverse=True)
-    distinct = len(shapes) > 1 and any(chunk.distinct for chunk in request.chunks)
-    return tuple(shapes), distinct, sum(shape[0] for shape in shapes)
-
-
-def _fits_flavor(shape: Shape, flavor: Flavor) -> bool:
-    return shape[0] <= flavor.cores and shape[1] <= flavor.mem_mb and shape[2] <= flavor.gpus
-
-
-class PoolShape(Protocol):
-    """What eligibility reads of a pool: a Policy's Pool, or the pool catalogue the
-    reconciler publishes for the API (dtserver.store.CataloguePool)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def flavors(self) -> tuple[Flavor, ...]: ...
-
-    @property
-    def properties(self) -> frozenset[str]: ...
-
-    @property
-    def queues(self) -> frozenset[str]: ...
-
-    @property
-    def accounts(self) -> frozenset[str]: ...
-
-    @property
-    def max_nodes(self) -> int: ...
-
-    @property
-    def max_cores(self) -> int | None: ...
-
-
-_P = TypeVar("_P", bound=PoolShape)
-
-
-def _fewest_nodes(slices: tuple[Shape, ...], distinct: bool, pool: PoolShape) -> int:
-    """A lower bound on the nodes `slices` take in `pool`: one each when they must not
-    share, else what their summed cores, memory and GPUs fill of the largest flavor."""
-    if distinct:
-        return len(slices)
-    fewest = 1
-    for dimension in range(3):
-        needed = sum(shape[dimension] for shape in slices)
-        largest = max((flavor.cores, flavor.mem_mb, flavor.gpus)[dimension]
-                      for flavor in pool.flavors)
-        if needed and largest:
-            fewest = max(fewest, -(-needed // largest))
-    return fewest
-
-
-def _refusal(pool: PoolShape, queue: str | None, account: str | None, request: Request,
-             slices: tuple[Shape, ...], distinct: bool, cores: int) -> tuple[int, str] | None:
-    """Why `pool` can never run `request`, ranked by how close it came; None if it can."""
-    if pool.queues and queue not in pool.queues:
-        return 0, f"no pool serves queue {queue}"
-    if pool.accounts and account not in pool.accounts:
-        return 1, (f"no pool serves account {account}" if account is not None
-                   else "no pool serves jobs without an account (qsub -A)")
-    missing = frozenset().union(*(chunk.properties for chunk in request.chunks)) - pool.properties
-    if missing:
-        return 2, f"no pool has node properties {', '.join(sorted(missing))}"
-    too_big = [chunk for chunk in request.chunks
-               if not any(_fits_flavor((chunk.cores, chunk.mem_mb, chunk.gpus), flavor)
-                          for flavor in pool.flavors)]
-    if too_big:
-        chunk = too_big[0]
-        largest = max(pool.flavors, key=lambda f: (f.cores, f.mem_mb))
-        return 3, (f"a node of {chunk.cores} cores/{chunk.mem_mb} MiB/{chunk.gpus} GPUs is "
-                   f"larger than any flavor (largest {largest.name}: {largest.cores} cores/"
-                   f"{largest.mem_mb} MiB/{largest.gpus} GPUs)")
-    nodes = _fewest_nodes(slices, distinct, pool)
-    if nodes > pool.max_nodes:
-        return 4, f"needs at least {nodes} nodes; pool {pool.name} has max_nodes={pool.max_nodes}"
-    if pool.max_cores is not None and cores > pool.max_cores:
-        return 5, f"needs {cores} cores; pool {pool.name} has max_cores={pool.max_cores}"
-    return None
-
-
-def eligible_pools(pools: Sequence[_P], queue: str | None, account: str | None,
-                   request: Request, max_cores: int | None = None) -> tuple[list[_P], str]:
-    """The pools that could ever run `request`, those reserved to a queue or an account
-    first, and ""; or none and why (said by the pool that came closest). A pool is out
-    when it serves another queue or account, lacks a node property, has no flavor as large
-    as one node-slice, or when the request needs more nodes than its max_nodes or more
-    cores than its max_cores; all are out for more cores than `max_cores` (the cluster's).
-    Limits are checked as bounds, so "none" means never, not "not now". The planner and
-    the API's hint verdicts both decide here.
-    """
-    specific: list[_P] = []
-    general: list[_P] = []
-    closest = (-1, "no pool configured")
-    slices, distinct, cores = _slices(request)
-    for pool in pools:
-        refusal = _refusal(pool, queue, account, request, slices, distinct, cores)
-        if refusal is None:
-            (specific if pool.queues or pool.accounts else general).append(pool)
-        elif refusal[0] > closest[0]:
-            closest = refusal
-    eligible = specific + general
-    if not eligible:
-        return [], closest[1]
-    if max_cores is not None and cores > max_cores:
-        return [], f"needs {cores} cores; the cluster has max_cores={max_cores}"
-    return eligible, ""
-
-
-class _Eligibility:
-    """Which pools may serve a request, or why none can."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        # Keyed by id(): the parser hands alike specs the same Request object, and every
-        # request outlives this pass (the snapshot holds it), so ids are not reused.
-        self._known: dict[tuple, tuple[list[Pool], str]] = {}
-        self._shapes: dict[int, tuple[tuple[Shape, ...], bool, int]] = {}
-
-    def pools_for(self, queue: str | None, account: str | None,
-                  request: Request) -> tuple[list[Pool], str]:
-        key = (queue, account, id(request))
-        if key not in self._known:
-            self._known[key] = self._pools_for(queue, account, request)
-        return self._known[key]
-
-    def shapes(self, request: Request) -> tuple[tuple[Shape, ...], bool, int]:
-        if id(request) not in self._shapes:
-            self._shapes[id(request)] = _slices(request)
-        return self._shapes[id(request)]
-
-    def _pools_for(self, queue: str | None, account: str | None,
-                   request: Request) -> tuple[list[Pool], str]:
-        return eligible_pools(self.policy.pools, queue, account, request,
-                              self.policy.max_cores)
-
-
-def _job_demand(job: Job, policy: Policy, eligibility: _Eligibility
+def _job_demand(job: Job, policy: Policy, eligibility: Eligibility
                 ) -> tuple[Demand | None, JobVerdict | None]:
     if policy.queues and job.queue not in policy.queues:
-        return None, JobVerdict(job.id, "not-eligible", f"queue {job.queue} is not monitored")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
+                                f"queue {job.queue} is not monitored")
     if job.state is JobState.HELD:
-        return None, JobVerdict(job.id, "not-eligible", f"held (Hold_Types={job.hold_types})")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
+                                f"held (Hold_Types={job.hold_types})")
     if job.state is JobState.WAITING:
-        return None, JobVerdict(job.id, "not-eligible", "waiting for its start time")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE, "waiting for its start time")
     if job.state is JobState.UNKNOWN:
-        return None, JobVerdict(job.id, "not-eligible", "its qstat -x entry could not be read "
-                                                        "(the reconciler log names the field)")
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
+                                "its qstat -x entry could not be read "
+                                "(the reconciler log names the field)")
     if job.state is not JobState.QUEUED:
         return None, None
     if job.request is None:
-        return None, JobVerdict(job.id, "not-eligible",
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
                                 f"request not understood: {job.request_error}")
     pinned = [chunk.hostname for chunk in job.request.chunks if chunk.hostname]
     if pinned:
-        return None, JobVerdict(job.id, "not-eligible",
+        return None, JobVerdict(job.id, VerdictStatus.NOT_ELIGIBLE,
                                 f"pinned to host {pinned[0]}: no new node can serve it")
     pools, why = eligibility.pools_for(job.queue, job.account, job.request)
     if not pools:
-        return None, JobVerdict(job.id, "unservable", why)
-    slices, distinct, cores = eligibility.shapes(job.request)
+        return None, JobVerdict(job.id, VerdictStatus.UNSERVABLE, why)
+    slices, distinct, cores = eligibility.slices(job.request)
     return Demand(job.id, job.created, pools, slices, distinct, cores, job_id=job.id), None
 
 
 def _hint_demands(hint: DemandHint, count: int, policy: Policy,
-                  eligibility: _Eligibility) -> list[Demand]:
+                  eligibility: Eligibility) -> list[Demand]:
     pools, _ = eligibility.pools_for(hint.queue, hint.account, hint.request)
     if not pools or any(chunk.hostname for chunk in hint.request.chunks):
         return []
     count = min(count, policy.hints.max_array)
     if hint.request.array and hint.request.array.slot_limit is not None:
         count = min(count, hint.request.array.slot_limit)
-    slices, distinct, cores = eligibility.shapes(hint.request)
+    slices, distinct, cores = eligibility.slices(hint.request)
     return [Demand(f"{HINT_KEY}{hint.id}#{index}", hint.received, pools, slices, distinct, cores)
             for index in range(count)]
 
 
 def _trusted_hint_demands(live_hints: Sequence[tuple[DemandHint, int]], snapshot: Snapshot,
-                          policy: Policy, eligibility: _Eligibility
+                          policy: Policy, eligibility: Eligibility
                           ) -> tuple[list[Demand], list[str]]:
     """The demand of unmatched hints that their budget allows, oldest hint first.
 
@@ -477,7 +329,7 @@ class _Packer:
             if self.budget.refusal(pool, self.smallest[pool.name]):
                 self.exhausted[pool.name] = refusals[0]
             return refusals[0]
-        behind = sum(shape[0] for shape in demand.slices[index + 1:])
+        behind = sum(shape.cores for shape in demand.slices[index + 1:])
         if position >= 0:
             behind += self.cores_after[pool.name][position]
         flavor = self.budget.keeping_reserve(pool, allowed, demand.slices[index][0], behind)
@@ -540,7 +392,7 @@ class _Packer:
             upcoming.extend((shape, later) for shape in later.slices)
         scored: list[tuple[tuple[float, float, int, int], Flavor]] = []
         for flavor in pool.flavors:
-            if not _fits_flavor(upcoming[0][0], flavor):
+            if not fits_flavor(upcoming[0][0], flavor):
                 continue
             cores, mem_mb, gpus = flavor.cores, flavor.mem_mb, flavor.gpus
             seen: set[str] = set()
@@ -561,10 +413,14 @@ class _Packer:
 
 
 def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget,
-                reclaimable: dict[str, NodeRecord]) -> DemandResult:
-    eligibility = _Eligibility(policy)
+                live_hints: Sequence[tuple[DemandHint, int]],
+                reclaimable: dict[str, NodeRecord]) -> StepResult:
+    """Launches for queued jobs and `live_hints` (match_hints), a verdict for every queued
+    job; claims the nodes demand was packed onto, new and existing (drained ones among them
+    are cleared rather than deleted). Due again when a busy node comes within a boot of
+    freeing."""
+    eligibility = Eligibility(policy)
     jobs = snapshot.jobs or ()
-    live_hints, expired = match_hints(jobs, snapshot.hints, policy, now)
     verdicts: list[JobVerdict] = []
     demands: list[Demand] = []
     for job in jobs:
@@ -575,7 +431,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
             verdicts.append(verdict)
     hint_demands, notes = _trusted_hint_demands(live_hints, snapshot, policy, eligibility)
     demands.extend(hint_demands)
-    demands.sort(key=lambda d: (-d.size[0], -d.size[1], -len(d.slices), d.created))
+    demands.sort(key=lambda d: (-d.size.cores, -d.size.mem_mb, -len(d.slices), d.created))
 
     pending: dict[str, list[Demand]] = {pool.name: [] for pool in policy.pools}
     for demand in demands:
@@ -596,7 +452,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
         signature = (id(demand.pools), demand.slices, demand.distinct)
         if signature in placeless:
             if demand.job_id is not None:
-                verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
+                verdicts.append(JobVerdict(demand.job_id, VerdictStatus.WAITING_CAPACITY,
                                            placeless[signature], demand.pools[0].name,
                                            demand.cores))
             continue
@@ -617,7 +473,7 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
         else:
             placeless[signature] = "; ".join(dict.fromkeys(refusals))
             if demand.job_id is not None:
-                verdicts.append(JobVerdict(demand.job_id, "waiting-capacity",
+                verdicts.append(JobVerdict(demand.job_id, VerdictStatus.WAITING_CAPACITY,
                                            placeless[signature], demand.pools[0].name,
                                            demand.cores))
     for pool_bins in packer.bins_by_pool.values():
@@ -630,30 +486,32 @@ def plan_demand(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budge
                 hostname=bin_.hostname, pool=bin_.pool.name, flavor=bin_.flavor.name,
                 cores=bin_.flavor.cores, reason=f"demand: {shown}",
                 prewarm=all(key.startswith(HINT_KEY) for key in served))
-    return DemandResult(list(launches.values()), verdicts, expired, used, notes, next_due)
+    return StepResult(actions=tuple(launches.values()), notes=tuple(notes),
+                      claimed=frozenset(used.union(launches)), next_due=next_due,
+                      verdicts=tuple(verdicts))
 
 
 def _placed_verdict(demand: Demand, bins: list[Bin], pool: Pool) -> JobVerdict:
     hosts = ", ".join(dict.fromkeys(bin_.hostname for bin_ in bins))
     labels = {bin_.label for bin_ in bins}
     if "new" in labels:
-        return JobVerdict(demand.key, "launching", f"launching {hosts}", pool.name,
+        return JobVerdict(demand.key, VerdictStatus.LAUNCHING, f"launching {hosts}", pool.name,
                           demand.cores)
     if labels & {"launching", "booting", "registered"}:
-        return JobVerdict(demand.key, "waiting-boot", f"waiting for {hosts} to join",
+        return JobVerdict(demand.key, VerdictStatus.WAITING_BOOT,
+                          f"waiting for {hosts} to join",
                           pool.name, demand.cores)
     if FREES_SOON in labels:
-        return JobVerdict(demand.key, "waiting-job-end",
+        return JobVerdict(demand.key, VerdictStatus.WAITING_JOB_END,
                           f"fits on {hosts} when the jobs there end, within a boot",
                           pool.name, demand.cores)
-    return JobVerdict(demand.key, "waiting-scheduler",
+    return JobVerdict(demand.key, VerdictStatus.WAITING_SCHEDULER,
                       f"fits on {hosts}; waiting for the scheduler", pool.name, demand.cores,
                       tuple(dict.fromkeys(bin_.hostname for bin_ in bins)))
 
 
-def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,
-               budget: Budget) -> tuple[list[LaunchInstance], list[str]]:
-    """Launch up to each pool's min_nodes (static, always-on nodes)."""
+def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime, budget: Budget) -> StepResult:
+    """Launch up to each pool's min_nodes (static, always-on nodes); claims them."""
     launches: list[LaunchInstance] = []
     notes: list[str] = []
     for pool in policy.pools:
@@ -673,4 +531,5 @@ def plan_floor(snapshot: Snapshot, policy: Policy, now: datetime,
             hostname = budget.take(pool, flavor)
             launches.append(LaunchInstance(hostname, pool.name, flavor.name, flavor.cores,
                                            f"min_nodes={pool.min_nodes}"))
-    return launches, notes
+    return StepResult(actions=tuple(launches), notes=tuple(notes),
+                      claimed=frozenset(launch.hostname for launch in launches))

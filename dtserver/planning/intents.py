@@ -6,6 +6,7 @@ from datetime import datetime
 from dtserver.actions import CompleteIntent, OfflineNode, ResetPool, SetSleeping, Transition
 from dtserver.model import (
     DrainKind, Intent, IntentKind, IntentStatus, NodeRecord, NodeState, Snapshot)
+from dtserver.planning.step import StepResult
 from dtserver.policy import Policy
 
 _GONE = (NodeState.DELETING, NodeState.FAILED, NodeState.DELETED)
@@ -22,10 +23,9 @@ def _drain(record: NodeRecord, reason: str) -> list:
             Transition(record.id, NodeState.OFFLINE, reason)]
 
 
-def plan_intents(snapshot: Snapshot, policy: Policy, now: datetime
-                 ) -> tuple[list, list[str], set[str]]:
-    """Actions, notes and the record ids decided on. An intent that cannot be decided
-    while TORQUE is unreadable stays pending."""
+def plan_intents(snapshot: Snapshot, policy: Policy, now: datetime) -> StepResult:
+    """Claims the nodes it drains. An intent that cannot be decided while TORQUE is
+    unreadable stays pending."""
     actions: list = []
     notes: list[str] = []
     touched: set[str] = set()
@@ -57,18 +57,18 @@ def plan_intents(snapshot: Snapshot, policy: Policy, now: datetime
         elif intent.kind is IntentKind.DRAIN_ALL:
             count = 0
             for record in live.values():
-                if record.state in _GONE or record.id in touched:
+                if record.state in _GONE or record.hostname in touched:
                     continue
                 drain = _drain(record, "drain-all requested by admin")
                 if drain:
                     actions += drain
-                    touched.add(record.id)
+                    touched.add(record.hostname)
                     count += 1
             actions += [SetSleeping(True, "drain-all"),
                         CompleteIntent(intent.id, IntentStatus.DONE,
                                        f"{count} nodes draining; sleep mode on; each node is "
                                        "deleted when its jobs end")]
-    return actions, notes, touched
+    return StepResult(actions=tuple(actions), notes=tuple(notes), claimed=frozenset(touched))
 
 
 def _kill(intent: Intent, record: NodeRecord | None, jobs_of, touched: set[str]) -> list:
@@ -83,7 +83,7 @@ def _kill(intent: Intent, record: NodeRecord | None, jobs_of, touched: set[str])
     if record.state in _GONE:
         return [CompleteIntent(intent.id, IntentStatus.DONE,
                                f"{record.hostname} is already being deleted")]
-    touched.add(record.id)
+    touched.add(record.hostname)
     return _drain(record, "killed by admin") + [
         CompleteIntent(intent.id, IntentStatus.DONE,
                        f"{record.hostname} offlined; deleted on the next pass")]

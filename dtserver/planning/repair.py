@@ -11,20 +11,13 @@ from typing import Mapping
 
 from dtserver.actions import (
     AdoptInstance, ClearNode, DeleteInstance, JoinNode, MarkDown, MarkEntryReady, PokeScheduler,
-    RegisterSlot, ReleaseNode, Transition)
+    RegisterSlot, Transition)
 from dtserver.model import (
     ErrorKind, Instance, Node, NodeRecord, NodeState, PoolHealth, Snapshot)
+from dtserver.planning.dismantle import (
+    DELETE_RETRY, SLOT_NOTE, dismantle, finish_dismantling, instance_of)
+from dtserver.planning.step import StepResult
 from dtserver.policy import Policy
-
-SLOT_NOTE = "dynamictorque: slot, no instance"
-# Re-send a delete this long after the last one; Nova deletes are asynchronous.
-DELETE_RETRY = timedelta(seconds=60)
-
-
-def slot_restored(node: Node | None) -> bool:
-    """The entry is an empty slot again: a release re-creates it with the slot note, which
-    shows at once, even while the new entry settles."""
-    return node is not None and node.note == SLOT_NOTE
 
 
 def fault_is_capacity(fault: str | None) -> bool:
@@ -32,55 +25,25 @@ def fault_is_capacity(fault: str | None) -> bool:
 
 
 class Lifecycle:
+    """Collects one pass's lifecycle actions and notes, record by record."""
+
     def __init__(self, snapshot: Snapshot, policy: Policy, now: datetime) -> None:
         self.snapshot = snapshot
         self.policy = policy
         self.now = now
         self.nodes: Mapping[str, Node] | None = snapshot.node_by_name
         self.instances: Mapping[str, Instance] | None = snapshot.instance_by_id
-        self.by_record: Mapping[str, Instance] = snapshot.instance_by_record
         self.actions: list = []
         self.notes: list[str] = []
         self.poke = False
 
     # -- helpers -------------------------------------------------------------------------
-    def instance_of(self, record: NodeRecord) -> Instance | None:
-        if record.instance_id and self.instances is not None:
-            found = self.instances.get(record.instance_id)
-            if found is not None:
-                return found
-        return self.by_record.get(record.id)
-
-    def jobs_on(self, record: NodeRecord) -> tuple[str, ...] | None:
-        """Jobs TORQUE lists on the node; None when TORQUE was not read (unknown)."""
-        if self.nodes is None:
-            return None
-        node = self.nodes.get(record.hostname)
-        return node.jobs if node is not None else ()
+    def take(self, result: StepResult) -> None:
+        self.actions += result.actions
+        self.notes += result.notes
 
     def fail(self, record: NodeRecord, reason: str, kind: ErrorKind = ErrorKind.BOOT) -> None:
         self.actions.append(Transition(record.id, NodeState.FAILED, reason, failure=kind))
-
-    def dismantle(self, record: NodeRecord, reason: str) -> list | None:
-        """Deleting state first (written before the calls it describes), then release the
-        node entry and delete the instance; None when that is not known to be safe."""
-        jobs = self.jobs_on(record)
-        if jobs is None or self.instances is None:
-            self.notes.append(f"{record.hostname}: not deleted, TORQUE or Nova unreadable")
-            return None
-        if jobs:
-            self.notes.append(f"{record.hostname}: waiting for {', '.join(jobs)} before delete")
-            return None
-        steps: list = [Transition(record.id, NodeState.DELETING, reason)]
-        pool = self.policy.pool(record.pool)
-        node = self.nodes.get(record.hostname) if self.nodes else None
-        if pool is not None and node is not None and not slot_restored(node):
-            steps.append(ReleaseNode(record.id, record.hostname, pool.slot_np,
-                                     pool.properties, reason))
-        instance = self.instance_of(record)
-        if instance is not None:
-            steps.append(DeleteInstance(record.id, instance.id, reason))
-        return steps
 
     # -- per state -------------------------------------------------------------------------
     def step(self, record: NodeRecord) -> None:
@@ -88,14 +51,14 @@ class Lifecycle:
         if state is NodeState.LAUNCHING:
             self.launching(record)
         elif state is NodeState.FAILED:
-            self.actions += self.dismantle(record, record.reason or "failed") or []
+            self.take(dismantle(self.snapshot, self.policy, record, record.reason or "failed"))
         elif state is NodeState.DELETING:
-            self.deleting(record)
+            self.take(finish_dismantling(self.snapshot, self.policy, record, self.now))
         elif state in (NodeState.BOOTING, NodeState.REGISTERED, NodeState.IDLE,
                        NodeState.BUSY, NodeState.OFFLINE, NodeState.UNKNOWN):
             if self.instances is None:
                 return
-            instance = self.instance_of(record)
+            instance = instance_of(self.snapshot, record)
             if instance is None:
                 self.fail(record, "instance disappeared from Nova", ErrorKind.OTHER)
             elif instance.status == "ERROR":
@@ -111,7 +74,7 @@ class Lifecycle:
     def launching(self, record: NodeRecord) -> None:
         if self.instances is None:
             return
-        instance = self.by_record.get(record.id)
+        instance = self.snapshot.instance_by_record.get(record.id)
         if instance is not None:
             self.actions.append(AdoptInstance(record.id, instance.id))
         elif self.now - record.state_since > self.policy.launch_grace:
@@ -204,27 +167,6 @@ class Lifecycle:
             self.actions.append(Transition(record.id, wanted,
                                            "jobs arrived" if node.jobs else "jobs finished"))
 
-    def deleting(self, record: NodeRecord) -> None:
-        if self.instances is None or self.nodes is None:
-            return
-        instance = self.instance_of(record)
-        jobs = self.jobs_on(record)
-        pool = self.policy.pool(record.pool)
-        if jobs:
-            self.notes.append(f"{record.hostname}: deletion held, TORQUE lists "
-                              f"{', '.join(jobs)} on it")
-        elif not slot_restored(self.nodes.get(record.hostname)) and pool is not None:
-            # The pass that began the deletion stopped before the release (a crash): the
-            # entry still names the instance, or is gone. Release it, then delete.
-            self.actions.append(ReleaseNode(record.id, record.hostname, pool.slot_np,
-                                            pool.properties, "release resumed"))
-            if instance is not None:
-                self.actions.append(DeleteInstance(record.id, instance.id, "delete resumed"))
-        elif instance is None:
-            self.actions.append(Transition(record.id, NodeState.DELETED, "instance gone"))
-        elif self.now - record.state_since > DELETE_RETRY:
-            self.actions.append(DeleteInstance(record.id, instance.id, "delete retried"))
-
     # -- cluster-wide ----------------------------------------------------------------------
     def orphans(self) -> None:
         """Owned instances with no live record: a crash or a failed create. The snapshot
@@ -273,20 +215,24 @@ class Lifecycle:
                                                      pool.properties, problem))
 
 
-def plan_repairs(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str]
-                 ) -> tuple[list, list[str], set[str]]:
-    """Lifecycle actions, notes, and the ids of records this pass decided on. Records in
-    `skip` were already decided on (by an admin intent)."""
+def plan_repairs(snapshot: Snapshot, policy: Policy, now: datetime,
+                 skip: frozenset[str]) -> StepResult:
+    """Lifecycle actions and notes; claims the nodes it acts on. The nodes in `skip` were
+    already decided on (by an admin intent)."""
     lifecycle = Lifecycle(snapshot, policy, now)
+    claimed: set[str] = set()
     for record in snapshot.records:
-        if record.state is not NodeState.DELETED and record.id not in skip:
+        if record.state is not NodeState.DELETED and record.hostname not in skip:
+            before = len(lifecycle.actions)
             lifecycle.step(record)
+            if len(lifecycle.actions) > before:
+                claimed.add(record.hostname)
     lifecycle.orphans()
     lifecycle.slots()
     if lifecycle.poke:
         lifecycle.actions.append(PokeScheduler("nodes turned ready"))
-    touched = {getattr(action, "record_id", None) for action in lifecycle.actions}
-    return lifecycle.actions, lifecycle.notes, touched - {None}
+    return StepResult(actions=tuple(lifecycle.actions), notes=tuple(lifecycle.notes),
+                      claimed=frozenset(claimed))
 
 
 # The timers above compare with `>`: each fires on the first look strictly after it.

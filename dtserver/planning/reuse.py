@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 from dtserver.model import Job, NodeRecord, Snapshot
-from dtserver.planning.demand import _Eligibility
+from dtserver.planning.eligibility import Eligibility
 from dtserver.policy import Policy, Pool
 
 # A node beyond the first is wanted while the expected demand covers this much of it.
@@ -106,7 +106,7 @@ class _ArrivalRates:
         self._arrivals = arrivals
         self._policy = policy
         self._sums: dict[tuple[str, int], tuple[list[datetime], list[float]]] = {}
-        self._eligibility = _Eligibility(policy)   # the packer's cache of eligible pools
+        self._eligibility = Eligibility(policy)   # the packer's cache of eligible pools
 
     def since(self, pool: Pool, cores: int, start: datetime) -> tuple[float, int]:
         times, totals = self._sums.get((pool.name, cores)) or self._add(pool, cores)

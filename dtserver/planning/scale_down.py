@@ -6,8 +6,9 @@ from datetime import datetime
 
 from dtserver.actions import ClearNode, OfflineNode, Transition
 from dtserver.model import DrainKind, Node, NodeRecord, NodeState, Snapshot
-from dtserver.planning.repair import Lifecycle
+from dtserver.planning.dismantle import dismantle
 from dtserver.planning.reuse import early_releases
+from dtserver.planning.step import StepResult
 from dtserver.policy import Policy
 
 
@@ -21,19 +22,22 @@ def reclaimable(snapshot: Snapshot) -> dict[str, NodeRecord]:
             and nodes[record.hostname].is_ready}
 
 
-def _unwanted(node: Node | None, record: NodeRecord, wanted_hostnames: set[str]) -> bool:
+def _unwanted(node: Node | None, record: NodeRecord, wanted_hostnames: frozenset[str]) -> bool:
     """An idle node that could be drained: ready and empty, and no demand packed onto it."""
     return (node is not None and node.is_ready and not node.is_offline and not node.jobs
             and record.hostname not in wanted_hostnames)
 
 
-def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[str],
-                  wanted_hostnames: set[str]) -> tuple[list, list[str]]:
+def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: frozenset[str],
+                  wanted_hostnames: frozenset[str]) -> StepResult:
+    """Drain, clear and dismantle; leaves the nodes in `skip` alone (claimed by an earlier
+    step) and keeps the nodes demand was packed onto (`wanted_hostnames`)."""
     if snapshot.nodes is None or snapshot.instances is None:
-        return [], ["TORQUE or Nova unreadable: no node is offlined or deleted this pass"]
-    lifecycle = Lifecycle(snapshot, policy, now)
-    nodes = lifecycle.nodes
+        return StepResult(
+            notes=("TORQUE or Nova unreadable: no node is offlined or deleted this pass",))
+    nodes = snapshot.node_by_name or {}
     actions: list = []
+    notes: list[str] = []
     active: dict[str, int] = {}
     for record in snapshot.records:
         if record.state in (NodeState.REGISTERED, NodeState.IDLE, NodeState.BUSY,
@@ -41,7 +45,7 @@ def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[s
             active[record.pool] = active.get(record.pool, 0) + 1
 
     idle = sorted((record for record in snapshot.records
-                   if record.state is NodeState.IDLE and record.id not in skip
+                   if record.state is NodeState.IDLE and record.hostname not in skip
                    and _unwanted(nodes.get(record.hostname), record, wanted_hostnames)),
                   key=lambda record: record.state_since)
     early = early_releases(snapshot, policy, now, idle)
@@ -60,7 +64,7 @@ def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[s
                     Transition(record.id, NodeState.OFFLINE, reason)]
 
     for record in snapshot.records:
-        if record.state is not NodeState.OFFLINE or record.id in skip:
+        if record.state is not NodeState.OFFLINE or record.hostname in skip:
             continue
         node = nodes.get(record.hostname)
         if node is None:
@@ -70,7 +74,7 @@ def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[s
                 actions += [ClearNode(record.id, record.hostname, "job arrived while draining"),
                             Transition(record.id, NodeState.BUSY, "job arrived while draining")]
             else:
-                lifecycle.notes.append(f"{record.hostname}: draining, waiting for "
+                notes.append(f"{record.hostname}: draining, waiting for "
                                        f"{', '.join(node.jobs)}")
         elif record.hostname in wanted_hostnames and record.drain is DrainKind.IDLE:
             actions += [ClearNode(record.id, record.hostname, "queued demand fits"),
@@ -79,5 +83,13 @@ def plan_removals(snapshot: Snapshot, policy: Policy, now: datetime, skip: set[s
             actions.append(OfflineNode(record.id, record.hostname,
                                        record.drain or DrainKind.IDLE, "offline did not stick"))
         elif record.state_since < now:
-            actions += lifecycle.dismantle(record, record.reason) or []
-    return actions, lifecycle.notes
+            dismantled = dismantle(snapshot, policy, record, record.reason)
+            actions += dismantled.actions
+            notes += dismantled.notes
+    return StepResult(actions=tuple(actions), notes=tuple(notes),
+                      claimed=frozenset(_hostnames(snapshot, actions)))
+
+
+def _hostnames(snapshot: Snapshot, actions: list) -> set[str]:
+    by_id = {record.id: record.hostname for record in snapshot.records}
+    return {by_id[action.record_id] for action in actions}

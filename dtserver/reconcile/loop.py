@@ -15,11 +15,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, assert_never
 
 from dtserver import planning
 from dtserver.actions import (
-    AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
+    Action, AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
     LaunchInstance, MarkDown, MarkEntryReady, OfflineNode, Plan, PokeScheduler, RegisterSlot,
     ReleaseNode, ResetPool, SetSleeping, Transition)
 from dtserver.batch import Batch, BatchError, BatchUnavailable
@@ -27,8 +27,8 @@ from dtserver.clock import Clock
 from dtserver.cloud import Cloud, CloudError
 from dtserver.history import DemandHistory
 from dtserver.model import (
-    DtError, ErrorKind, Instance, InstanceSpec, Job, Node, NodeEvent, NodeRecord, NodeState,
-    PoolHealth, Quota, Snapshot)
+    DrainKind, DtError, ErrorKind, Instance, InstanceSpec, Job, JobState, Node, NodeEvent,
+    NodeRecord, NodeState, PoolHealth, Quota, Snapshot)
 from dtserver.planning.invariants import check_plan
 from dtserver.planning.repair import SLOT_NOTE, next_health
 from dtserver.policy import Policy
@@ -37,8 +37,7 @@ from dtserver.reconcile.cloud_view import CloudView, LockedCloud
 from dtserver.reconcile.hints import HintReader
 from dtserver.reconcile.userdata import render_user_data
 from dtserver.redact import printable
-from dtserver.serialize import plan_as_data
-from dtserver.store import PassReport, Store
+from dtserver.store import KEEP, EventKind, Keep, PassReport, Store
 from dtserver.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -176,7 +175,8 @@ class Reconciler:
                      "pass_errors": self._pass_errors,
                      "torque": snapshot.nodes is not None,
                      "cloud": snapshot.instances is not None,
-                     "queued": sum(1 for job in snapshot.jobs or () if job.state == "Q")}))
+                     "queued": sum(1 for job in snapshot.jobs or ()
+                                   if job.state is JobState.QUEUED)}))
         return Report(now, proposed, outcomes)
 
     def _record_plan(self, now: datetime, proposed: Plan) -> None:
@@ -187,7 +187,7 @@ class Reconciler:
                 proposed.actions, proposed.verdicts, proposed.notes):
             self.store.touch_plan(now)
             return
-        self.store.save_plan(now, plan_as_data(proposed))
+        self.store.save_plan(now, proposed)
         self._recorded_plan = proposed
 
     def publish_catalogue(self, now: datetime) -> None:
@@ -202,7 +202,7 @@ class Reconciler:
                  ",".join(pool.name for pool in catalogue.pools),
                  ",".join(sorted(catalogue.queues)) or "all")
 
-    def _apply_all(self, actions: Sequence, now: datetime,
+    def _apply_all(self, actions: Sequence[Action], now: datetime,
                    interrupted: Callable[[], bool] | None = None) -> Iterable[Outcome]:
         """Apply in order; a failed step of a record skips that record's later steps. Never
         stops inside one record's steps, nor among the launches. With background workers, a
@@ -257,7 +257,7 @@ class Reconciler:
                 broken.add(record_id)
             yield outcome
 
-    def _apply_one(self, action, now: datetime,
+    def _apply_one(self, action: Action, now: datetime,
                    torque_down: threading.Event | None = None) -> Outcome:
         """One step. With `torque_down` (the pass's flag), a TORQUE step is deferred once
         the flag is set, and a step that finds TORQUE unavailable sets it."""
@@ -273,14 +273,14 @@ class Reconciler:
                 log.warning("torque unavailable: its other steps wait for the next pass")
             log.warning("action failed action=%s error=%s", action, error)
             self.store.add_event(
-                now, "failure", f"{name}: {error}",
+                now, EventKind.FAILURE, f"{name}: {error}",
                 hostname=getattr(action, "hostname", None),
                 pool=getattr(action, "pool", None),
                 error_kind=error.kind if isinstance(error, CloudError) else ErrorKind.OTHER)
             return Outcome(name, False, str(error))
         return Outcome(name, True, message)
 
-    def _apply_in_background(self, record_id: str, steps: list, now: datetime,
+    def _apply_in_background(self, record_id: str, steps: list[Action], now: datetime,
                              torque_down: threading.Event | None = None) -> None:
         try:
             for step in steps:
@@ -303,7 +303,7 @@ class Reconciler:
             self._workers.shutdown(wait=True)
 
     # -- apply one action ----------------------------------------------------------------
-    def apply(self, action, now: datetime) -> str:
+    def apply(self, action: Action, now: datetime) -> str:
         match action:
             case RegisterSlot():
                 self.batch.register_slot(action.hostname, action.np, action.properties,
@@ -324,14 +324,14 @@ class Reconciler:
                                      action.properties)
                 record = self._set_state(action.record_id, NodeState.REGISTERED,
                                          action.reason, now, address=action.address)
-                self._event(now, "join", f"{action.hostname} joined at {action.address}",
+                self._event(now, EventKind.JOIN, f"{action.hostname} joined at {action.address}",
                             action.record_id)
                 self._notify("post_add_node", record)
                 return "joined"
             case MarkEntryReady():
                 self.cloud.mark_entry_ready(action.instance_id)
-                self._event(now, "entry", f"{action.hostname}: node entry ready, the "
-                                          "instance may start pbs_mom", action.record_id)
+                self._event(now, EventKind.ENTRY, f"{action.hostname}: node entry ready, the "
+                                                  "instance may start pbs_mom", action.record_id)
                 return "instance told"
             case PokeScheduler():
                 self.batch.poke_scheduler()
@@ -346,13 +346,13 @@ class Reconciler:
                 self.batch.offline_node(action.hostname,
                                         f"{self.policy.drain_note_prefix} draining: "
                                         f"{action.reason}")
-                self._event(now, "drain", f"{action.hostname} offline: {action.reason}",
+                self._event(now, EventKind.DRAIN, f"{action.hostname} offline: {action.reason}",
                             action.record_id)
                 return "offline"
             case ClearNode():
                 self.batch.clear_node(action.hostname)
                 self.store.update_record(action.record_id, drain=None)
-                self._event(now, "clear", f"{action.hostname} back online: {action.reason}",
+                self._event(now, EventKind.CLEAR, f"{action.hostname} back online: {action.reason}",
                             action.record_id)
                 return "cleared"
             case ReleaseNode():
@@ -365,7 +365,7 @@ class Reconciler:
                 self.cloud.delete_instance(action.instance_id)
                 if action.record_id is not None:
                     self.store.update_record(action.record_id, state_since=now)
-                self.store.add_event(now, "delete",
+                self.store.add_event(now, EventKind.DELETE,
                                      f"instance {action.instance_id} deleted: {action.reason}")
                 return "delete sent"
             case ExpireHint():
@@ -376,7 +376,7 @@ class Reconciler:
                 return action.reason
             case CompleteIntent():
                 self.store.complete_intent(action.intent_id, action.status, action.message, now)
-                self.store.add_event(now, "intent", f"intent {action.intent_id} "
+                self.store.add_event(now, EventKind.INTENT, f"intent {action.intent_id} "
                                      f"{action.status.value}: {action.message}")
                 return action.message
             case SetSleeping():
@@ -385,7 +385,7 @@ class Reconciler:
             case ResetPool():
                 self.store.save_pool_health(PoolHealth(action.pool))
                 return f"pool {action.pool} reset"
-        raise TypeError(f"unknown action {action!r}")
+        assert_never(action)
 
     def _launch(self, action: LaunchInstance, now: datetime) -> str:
         pool = self.policy.pool(action.pool)
@@ -416,39 +416,40 @@ class Reconciler:
             self._cloud_view = self._cloud_view.with_created(instance, flavor)
         self.store.update_record(record.id, instance_id=instance.id, state=NodeState.BOOTING,
                                  state_since=now)
-        self._event(now, "launch", f"{action.hostname} launching ({action.flavor}): "
-                                   f"{action.reason}", record.id, pool=action.pool)
+        self._event(now, EventKind.LAUNCH, f"{action.hostname} launching ({action.flavor}): "
+                                           f"{action.reason}", record.id, pool=action.pool)
         return f"instance {instance.id}"
 
     def _transition(self, action: Transition, now: datetime) -> str:
         before = self.store.record(action.record_id)
-        changes = {}
-        if action.state in (NodeState.IDLE, NodeState.BUSY):
-            changes["drain"] = None
-        if action.state is NodeState.BUSY:
-            changes["prewarm"] = False           # a job came: an ordinary node from now on
-        self._set_state(action.record_id, action.state, action.reason, now, **changes)
+        settled = action.state in (NodeState.IDLE, NodeState.BUSY)
+        # A job came: an ordinary node from now on.
+        self._set_state(action.record_id, action.state, action.reason, now,
+                        drain=None if settled else KEEP,
+                        prewarm=False if action.state is NodeState.BUSY else KEEP)
         if action.failure is not None:
             self._pool_failed(before.pool, action.failure, action.reason, now)
-            self._event(now, "failure", f"{before.hostname}: {action.reason}", before.id,
+            self._event(now, EventKind.FAILURE, f"{before.hostname}: {action.reason}", before.id,
                         error_kind=action.failure)
             self._notify("capacity_error" if action.failure is ErrorKind.CAPACITY
                          else "boot_failed", before, reason=action.reason)
         elif before.state is NodeState.REGISTERED and action.state in (NodeState.IDLE,
                                                                         NodeState.BUSY):
             self._pool_recovered(before.pool)
-            self._event(now, "ready", f"{before.hostname} ready after "
+            self._event(now, EventKind.READY, f"{before.hostname} ready after "
                         f"{int((now - before.created).total_seconds())} s", before.id)
         elif action.state is NodeState.DELETED:
-            self._event(now, "deleted", f"{before.hostname}: {action.reason}", before.id)
+            self._event(now, EventKind.DELETED, f"{before.hostname}: {action.reason}", before.id)
             if before.instance_id:
                 self._notify("post_vm_destroy", before, reason=action.reason)
         return f"{before.state.value} -> {action.state.value}"
 
-    def _set_state(self, record_id: str, state: NodeState, reason: str, now: datetime,
-                   **changes) -> NodeRecord:
+    def _set_state(self, record_id: str, state: NodeState, reason: str, now: datetime, *,
+                   address: str | Keep = KEEP, drain: DrainKind | None | Keep = KEEP,
+                   prewarm: bool | Keep = KEEP) -> NodeRecord:
         return self.store.update_record(record_id, state=state, state_since=now,
-                                        reason=reason, **changes)
+                                        reason=reason, address=address, drain=drain,
+                                        prewarm=prewarm)
 
     def _notify(self, name: str, record: NodeRecord, *, address: str | None = None,
                 reason: str = "") -> None:
@@ -469,7 +470,7 @@ class Reconciler:
             self.store.save_pool_health(replace(health, consecutive_failures=0,
                                                 backoff_until=None))
 
-    def _event(self, now: datetime, kind: str, message: str, record_id: str, *,
+    def _event(self, now: datetime, kind: EventKind, message: str, record_id: str, *,
                pool: str | None = None, error_kind: ErrorKind | None = None) -> None:
         record = self.store.record(record_id)
         log.info("%s host=%s %s", kind, record.hostname, message)

@@ -11,18 +11,18 @@ import itertools
 import json
 import uuid
 from collections import deque
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Mapping
 
+from dtserver.actions import Plan
 from dtserver.model import (
     DrainKind, ErrorKind, HintStrikes, Intent, IntentKind, IntentStatus, NodeRecord, NodeState,
     PoolHealth)
 from dtserver.store import (
-    Event, HintLimitReached, HintLimits, PassReport, PoolCatalogue, RecordNotFound, StoredHint,
-    StoreError)
+    KEEP, Event, EventKind, HintLimitReached, HintLimits, Keep, PassReport, PoolCatalogue,
+    RecordNotFound, StoredHint, StoredPlan, StoreError)
 
-_RECORD_FIELDS = frozenset(field.name for field in fields(NodeRecord))
 _EVERYONE = "\0"           # hint usage of all users: not a valid user name
 
 
@@ -41,7 +41,7 @@ class MemoryStore:
         self._events: deque[Event] = deque(maxlen=max_events)
         self._ids = itertools.count(1)
         self._sleeping = False
-        self._plan: tuple[datetime, Mapping[str, Any]] | None = None
+        self._plan: StoredPlan | None = None
         self._pass: PassReport | None = None
         self._catalogue: tuple[datetime, PoolCatalogue] | None = None
         self._installation = uuid.uuid4().hex
@@ -56,18 +56,17 @@ class MemoryStore:
             raise StoreError(f"node record exists id={record.id}")
         self._keep(record)
 
-    def update_record(self, record_id: str, **changes: Any) -> NodeRecord:
-        unknown = sorted(set(changes) - _RECORD_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown NodeRecord fields: {', '.join(unknown)}")
-        if "id" in changes:
-            raise ValueError("the id of a node record never changes")
-        record = self.record(record_id)
-        if "state" in changes:
-            changes["state"] = NodeState(changes["state"])
-        if changes.get("drain") is not None:
-            changes["drain"] = DrainKind(changes["drain"])
-        updated = replace(record, **changes)
+    def update_record(self, record_id: str, *, state: NodeState | Keep = KEEP,
+                      state_since: datetime | Keep = KEEP, reason: str | Keep = KEEP,
+                      instance_id: str | Keep = KEEP, address: str | Keep = KEEP,
+                      drain: DrainKind | None | Keep = KEEP,
+                      down_since: datetime | None | Keep = KEEP,
+                      prewarm: bool | Keep = KEEP) -> NodeRecord:
+        changes = {name: value for name, value in (
+            ("state", state), ("state_since", state_since), ("reason", reason),
+            ("instance_id", instance_id), ("address", address), ("drain", drain),
+            ("down_since", down_since), ("prewarm", prewarm)) if value is not KEEP}
+        updated = replace(self.record(record_id), **changes)
         self._keep(updated)
         return updated
 
@@ -182,24 +181,24 @@ class MemoryStore:
         self._health[health.pool] = health
 
     # history -------------------------------------------------------------------
-    def add_event(self, time: datetime, kind: str, message: str, *,
+    def add_event(self, time: datetime, kind: EventKind, message: str, *,
                   hostname: str | None = None, pool: str | None = None,
                   error_kind: ErrorKind | None = None) -> None:
-        self._events.append(Event(next(self._ids), time, kind, message, hostname, pool,
+        self._events.append(Event(next(self._ids), time, EventKind(kind), message, hostname, pool,
                                   None if error_kind is None else ErrorKind(error_kind)))
 
     def events(self, limit: int = 50) -> tuple[Event, ...]:
         _check_limit(limit)
         return tuple(itertools.islice(reversed(self._events), limit))
 
-    def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
-        self._plan = (time, plan)
+    def save_plan(self, time: datetime, plan: Plan) -> None:
+        self._plan = StoredPlan(time, plan.actions, plan.verdicts, plan.notes)
 
     def touch_plan(self, time: datetime) -> None:
         if self._plan is not None:
-            self._plan = (time, self._plan[1])
+            self._plan = replace(self._plan, time=time)
 
-    def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None:
+    def last_plan(self) -> StoredPlan | None:
         return self._plan
 
     def save_pass(self, report: PassReport) -> None:

@@ -6,12 +6,15 @@ keeps PostgreSQL possible.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Protocol
 
+from dtserver.actions import Action, JobVerdict, Plan
 from dtserver.model import (
-    DtError, ErrorKind, Flavor, HintStrikes, Intent, IntentKind, IntentStatus, NodeRecord, PoolHealth)
+    DrainKind, DtError, ErrorKind, Flavor, HintStrikes, Intent, IntentKind, IntentStatus,
+    NodeRecord, NodeState, PoolHealth)
 
 
 class StoreError(DtError):
@@ -48,15 +51,54 @@ class StoredHint:
     source: str | None = None        # the client address it was posted from
 
 
+class EventKind(enum.StrEnum):
+    """What an event records; the same strings go to SQLite and JSON."""
+
+    LAUNCH = "launch"
+    JOIN = "join"
+    ENTRY = "entry"          # the instance was told its node entry is ready
+    READY = "ready"          # the mom reported: the node takes jobs
+    DRAIN = "drain"
+    CLEAR = "clear"
+    DELETE = "delete"        # the instance delete was sent
+    DELETED = "deleted"
+    FAILURE = "failure"
+    INTENT = "intent"
+    SLEEP = "sleep"
+    WAKE = "wake"
+    FOREIGN = "foreign"      # instances of another installation share the project
+
+
+class Keep(enum.Enum):
+    """The default of every field of Store.update_record: leave it as it is (None is a
+    value some fields take)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
 @dataclass(frozen=True)
 class Event:
     id: int
     time: datetime
-    kind: str            # "launch", "join", "drain", "delete", "failure", "intent", ...
+    kind: EventKind
     message: str
     hostname: str | None = None
     pool: str | None = None
     error_kind: ErrorKind | None = None   # the class of a "failure" event
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The last plan as the API shows it (/v1/plan, /status, /metrics, `dtadmin why`), dated
+    by the last pass that planned the same."""
+
+    time: datetime
+    actions: tuple[Action, ...]
+    verdicts: tuple[JobVerdict, ...]
+    notes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -72,7 +114,7 @@ class PassReport:
 @dataclass(frozen=True)
 class CataloguePool:
     """What the API needs of a pool to tell that a job could never run there (the fields
-    dtserver.planning.demand.eligible_pools reads). Flavors carry no Nova id."""
+    dtserver.planning.eligibility.eligible_pools reads). Flavors carry no Nova id."""
 
     name: str
     flavors: tuple[Flavor, ...]
@@ -102,7 +144,12 @@ class Store(Protocol):
     # node records --------------------------------------------------------------
     def insert_record(self, record: NodeRecord) -> None: ...
 
-    def update_record(self, record_id: str, **changes: Any) -> NodeRecord:
+    def update_record(self, record_id: str, *, state: NodeState | Keep = KEEP,
+                      state_since: datetime | Keep = KEEP, reason: str | Keep = KEEP,
+                      instance_id: str | Keep = KEEP, address: str | Keep = KEEP,
+                      drain: DrainKind | None | Keep = KEEP,
+                      down_since: datetime | None | Keep = KEEP,
+                      prewarm: bool | Keep = KEEP) -> NodeRecord:
         """Change fields of a record; raises RecordNotFound."""
 
     def record(self, record_id: str) -> NodeRecord: ...
@@ -149,21 +196,21 @@ class Store(Protocol):
     def save_pool_health(self, health: PoolHealth) -> None: ...
 
     # history -------------------------------------------------------------------
-    def add_event(self, time: datetime, kind: str, message: str, *,
+    def add_event(self, time: datetime, kind: EventKind, message: str, *,
                   hostname: str | None = None, pool: str | None = None,
                   error_kind: ErrorKind | None = None) -> None: ...
 
     def events(self, limit: int = 50) -> tuple[Event, ...]:
         """Newest first."""
 
-    def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
-        """The last plan as JSON-ready data (for /v1/plan and `dtadmin why`)."""
+    def save_plan(self, time: datetime, plan: Plan) -> None:
+        """Keep what the API shows of `plan` (StoredPlan), in place of the last one."""
 
     def touch_plan(self, time: datetime) -> None:
         """The last plan is still the plan at `time` (a pass that changed nothing need not
         write it again: on a deep queue it is megabytes)."""
 
-    def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None: ...
+    def last_plan(self) -> StoredPlan | None: ...
 
     def save_pass(self, report: PassReport) -> None: ...
 

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
+from dtserver.actions import Plan
 from dtserver.model import (
     DrainKind,
     ErrorKind,
@@ -35,9 +36,10 @@ from dtserver.model import (
     NodeState,
     PoolHealth,
 )
+from dtserver.serialize import actions_from_data, plan_as_data, verdicts_from_data
 from dtserver.store import (
-    CataloguePool, Event, HintLimitReached, HintLimits, PassReport, PoolCatalogue,
-    RecordNotFound, StoredHint, StoreError)
+    KEEP, CataloguePool, Event, EventKind, HintLimitReached, HintLimits, Keep, PassReport,
+    PoolCatalogue, RecordNotFound, StoredHint, StoredPlan, StoreError)
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +262,17 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise StoreError(f"node record exists id={record.id}")
 
-    def update_record(self, record_id: str, **changes: Any) -> NodeRecord:
-        """Change fields of a record and return it; unknown fields are a ValueError."""
-        unknown = sorted(set(changes) - set(_RECORD_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown NodeRecord fields: {', '.join(unknown)}")
-        if "id" in changes:
-            raise ValueError("the id of a node record never changes")
+    def update_record(self, record_id: str, *, state: NodeState | Keep = KEEP,
+                      state_since: datetime | Keep = KEEP, reason: str | Keep = KEEP,
+                      instance_id: str | Keep = KEEP, address: str | Keep = KEEP,
+                      drain: DrainKind | None | Keep = KEEP,
+                      down_since: datetime | None | Keep = KEEP,
+                      prewarm: bool | Keep = KEEP) -> NodeRecord:
+        """Change the given fields of a record and return it."""
+        changes = {name: value for name, value in (
+            ("state", state), ("state_since", state_since), ("reason", reason),
+            ("instance_id", instance_id), ("address", address), ("drain", drain),
+            ("down_since", down_since), ("prewarm", prewarm)) if value is not KEEP}
         if not changes:
             return self.record(record_id)
         assignments = ", ".join(f"{name} = ?" for name in changes)
@@ -426,10 +432,10 @@ class SqliteStore:
                 "last_message = excluded.last_message, stopped = excluded.stopped", params)
 
     # history -------------------------------------------------------------------
-    def add_event(self, time: datetime, kind: str, message: str, *,
+    def add_event(self, time: datetime, kind: EventKind, message: str, *,
                   hostname: str | None = None, pool: str | None = None,
                   error_kind: ErrorKind | None = None) -> None:
-        params = (_encode_time(time), kind, message, hostname, pool,
+        params = (_encode_time(time), EventKind(kind).value, message, hostname, pool,
                   None if error_kind is None else error_kind.value)
         with self._write() as conn:
             cursor = conn.execute("INSERT INTO events (time, kind, message, hostname, pool, "
@@ -443,14 +449,14 @@ class SqliteStore:
         with self._connection() as conn:
             rows = conn.execute("SELECT id, time, kind, message, hostname, pool, error_kind "
                                 "FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return tuple(Event(id=event_id, time=_decode_time(time), kind=kind, message=message,
+        return tuple(Event(id=event_id, time=_decode_time(time), kind=EventKind(kind),
+                           message=message,
                            hostname=hostname, pool=pool,
                            error_kind=None if error_kind is None else ErrorKind(error_kind))
                      for event_id, time, kind, message, hostname, pool, error_kind in rows)
 
-    def save_plan(self, time: datetime, plan: Mapping[str, Any]) -> None:
-        """The last plan as JSON-ready data (for /v1/plan and `dtadmin why`)."""
-        params = (_encode_time(time), _dumps(plan))
+    def save_plan(self, time: datetime, plan: Plan) -> None:
+        params = (_encode_time(time), _dumps(plan_as_data(plan)))
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO last_plan (id, time, plan) VALUES (1, ?, ?)",
                          params)
@@ -459,12 +465,14 @@ class SqliteStore:
         with self._write() as conn:
             conn.execute("UPDATE last_plan SET time = ? WHERE id = 1", (_encode_time(time),))
 
-    def last_plan(self) -> tuple[datetime, Mapping[str, Any]] | None:
+    def last_plan(self) -> StoredPlan | None:
         with self._connection() as conn:
             row = conn.execute("SELECT time, plan FROM last_plan WHERE id = 1").fetchone()
         if row is None:
             return None
-        return _decode_time(row[0]), json.loads(row[1])
+        data = json.loads(row[1])
+        return StoredPlan(_decode_time(row[0]), actions_from_data(data["actions"]),
+                          verdicts_from_data(data["verdicts"]), tuple(data["notes"]))
 
     def save_pass(self, report: PassReport) -> None:
         params = (_encode_time(report.time), float(report.duration_seconds), int(report.ok),

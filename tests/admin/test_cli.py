@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from admin.cli import main, translate_legacy
-from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.model import ErrorKind, IntentKind, IntentStatus, NodeState, PoolHealth
-from dtserver.serialize import plan_as_data
 from dtserver.store import PassReport
 from dtserver.store.sqlite import SqliteStore
 from tests.admin.conftest import Service, write_token
@@ -36,14 +35,15 @@ def fill(store: SqliteStore) -> None:
     store.save_pool_health(PoolHealth("gpu", consecutive_failures=5, last_error=ErrorKind.BOOT,
                                       backoff_until=T0 + timedelta(minutes=5), stopped=True))
     store.save_pass(PassReport(time=T0, duration_seconds=0.5, ok=True, summary={}))
-    store.save_plan(T0, plan_as_data(Plan(
+    store.save_plan(T0, Plan(
         actions=(LaunchInstance("cloud-003", "cloud", "m1.large", 4, "demand: 12.vm"),
                  ExpireHint(3, "matched job 12.vm")),
-        verdicts=(JobVerdict("12.vm", "launching", "launching cloud-003", "cloud"),
-                  JobVerdict("13.vm", "waiting-capacity", "pool cloud at max_nodes=3", "cloud"),
-                  JobVerdict("14[1].vm", "not-eligible", "held (Hold_Types=u)"),
-                  JobVerdict("14[2].vm", "not-eligible", "held (Hold_Types=u)")),
-        notes=("pool gpu stopped",))))
+        verdicts=(JobVerdict("12.vm", VerdictStatus.LAUNCHING, "launching cloud-003", "cloud"),
+                  JobVerdict("13.vm", VerdictStatus.WAITING_CAPACITY,
+                             "pool cloud at max_nodes=3", "cloud"),
+                  JobVerdict("14[1].vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)"),
+                  JobVerdict("14[2].vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)")),
+        notes=("pool gpu stopped",)))
     store.add_event(T0, "launch", "cloud-001 launching (m1.large)", hostname="cloud-001",
                     pool="cloud")
     store.add_event(T0, "failure", "gpu-001: boot timeout", hostname="gpu-001", pool="gpu")

@@ -7,10 +7,9 @@ from datetime import timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from dtserver.actions import JobVerdict, Plan
+from dtserver.actions import JobVerdict, Plan, VerdictStatus
 from dtserver.clock import FakeClock
 from dtserver.model import IntentKind, IntentStatus, NodeState
-from dtserver.serialize import plan_as_data
 from dtserver.store.sqlite import SqliteStore
 from tests.api.builders import T0, record
 from tests.api.test_hints import assert_error
@@ -20,7 +19,7 @@ BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/a
 
 
 def save_verdicts(store: SqliteStore, *verdicts: JobVerdict) -> None:
-    store.save_plan(T0, plan_as_data(Plan(actions=(), verdicts=verdicts)))
+    store.save_plan(T0, Plan(actions=(), verdicts=verdicts))
 
 
 # -- intents -------------------------------------------------------------------------------
@@ -166,7 +165,7 @@ def test_node_detail_carries_the_server_time_and_the_node_history(
 
 def test_why_returns_the_verdict_of_the_last_plan(client: FlaskClient,
                                                   store: SqliteStore) -> None:
-    save_verdicts(store, JobVerdict("12.vm", "waiting-capacity",
+    save_verdicts(store, JobVerdict("12.vm", VerdictStatus.WAITING_CAPACITY,
                                     "pool cloud at max_nodes=4", "cloud", cores=8))
 
     body = client.get("/v1/jobs/12.vm/why").get_json()
@@ -178,8 +177,8 @@ def test_why_returns_the_verdict_of_the_last_plan(client: FlaskClient,
 
 def test_why_accepts_a_job_number_without_the_server_suffix(client: FlaskClient,
                                                             store: SqliteStore) -> None:
-    save_verdicts(store, JobVerdict("12.vm", "not-eligible", "held (Hold_Types=u)"),
-                  JobVerdict("120.vm", "launching", "launching cloud-001", "cloud"))
+    save_verdicts(store, JobVerdict("12.vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)"),
+                  JobVerdict("120.vm", VerdictStatus.LAUNCHING, "launching cloud-001", "cloud"))
 
     verdicts = client.get("/v1/jobs/12/why").get_json()["verdicts"]
 
@@ -188,9 +187,11 @@ def test_why_accepts_a_job_number_without_the_server_suffix(client: FlaskClient,
 
 def test_why_of_an_array_parent_lists_its_subjobs(client: FlaskClient,
                                                   store: SqliteStore) -> None:
-    save_verdicts(store, JobVerdict("14[1].vm", "launching", "launching cloud-001", "cloud"),
-                  JobVerdict("14[2].vm", "waiting-capacity", "cluster at max_cores=8", "cloud"),
-                  JobVerdict("141.vm", "launching", "launching cloud-002", "cloud"))
+    save_verdicts(store,
+                  JobVerdict("14[1].vm", VerdictStatus.LAUNCHING, "launching cloud-001", "cloud"),
+                  JobVerdict("14[2].vm", VerdictStatus.WAITING_CAPACITY, "cluster at max_cores=8",
+                             "cloud"),
+                  JobVerdict("141.vm", VerdictStatus.LAUNCHING, "launching cloud-002", "cloud"))
 
     by_parent = client.get("/v1/jobs/14%5B%5D.vm/why").get_json()["verdicts"]
     one = client.get("/v1/jobs/14%5B2%5D.vm/why").get_json()["verdicts"]
@@ -201,7 +202,8 @@ def test_why_of_an_array_parent_lists_its_subjobs(client: FlaskClient,
 
 def test_why_of_a_job_not_in_the_plan_is_404_saying_so(client: FlaskClient,
                                                        store: SqliteStore) -> None:
-    save_verdicts(store, JobVerdict("12.vm", "launching", "launching cloud-001", "cloud"))
+    save_verdicts(store,
+                  JobVerdict("12.vm", VerdictStatus.LAUNCHING, "launching cloud-001", "cloud"))
 
     error = assert_error(client.get("/v1/jobs/13.vm/why"), 404, "not_found")
 
@@ -218,8 +220,8 @@ def test_status_is_an_html_page_for_browsers(client: FlaskClient, store: SqliteS
                                              clock: FakeClock) -> None:
     store.insert_record(record("cloud-001", state=NodeState.IDLE))
     store.insert_record(record("cloud-002", state=NodeState.BUSY))
-    save_verdicts(store, JobVerdict("12.vm", "waiting-capacity", "sleep mode: no new launches",
-                                    "cloud"))
+    save_verdicts(store, JobVerdict("12.vm", VerdictStatus.WAITING_CAPACITY,
+                                    "sleep mode: no new launches", "cloud"))
     store.add_event(T0, "failure", "cloud-003: boot timeout", hostname="cloud-003", pool="cloud")
     store.add_intent(IntentKind.DRAIN_ALL, None, T0)
     store.set_sleeping(True, T0)

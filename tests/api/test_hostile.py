@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, response_headers_conformance,
     response_schema_conformance, status_code_conformance)
 
+from dtserver.actions import JobVerdict, Plan, VerdictStatus
 from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
@@ -44,9 +45,8 @@ def seeded_app(directory: Path) -> Flask:
     store.insert_record(record("cloud-002", state=NodeState.DELETED))
     store.add_event(T0, "launch", "cloud-001 launching", hostname="cloud-001", pool="cloud")
     store.add_intent(IntentKind.KILL, "cloud-001", T0)
-    store.save_plan(T0, {"actions": [], "notes": ["nothing to do"], "verdicts": [
-        {"job_id": "12.vm", "status": "waiting-capacity", "reason": "pool full",
-         "pool": "cloud", "cores": 4}]})
+    store.save_plan(T0, Plan(actions=(), notes=("nothing to do",), verdicts=(
+        JobVerdict("12.vm", VerdictStatus.WAITING_CAPACITY, "pool full", "cloud", 4),)))
     store.save_pass(PassReport(time=T0, duration_seconds=0.2, ok=True, summary={}))
     clock.advance(timedelta(seconds=5))    # a fresh pass: /healthz says ok
     settings = ApiSettings(db_path=directory / "dt.db", max_body_bytes=16 * 1024,

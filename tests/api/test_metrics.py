@@ -7,10 +7,9 @@ from datetime import timedelta
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from dtserver.actions import JobVerdict, LaunchInstance, Plan
+from dtserver.actions import JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.clock import FakeClock
 from dtserver.model import ErrorKind, IntentKind, NodeState, PoolHealth
-from dtserver.serialize import plan_as_data
 from dtserver.store import PassReport
 from dtserver.store.sqlite import SqliteStore
 from tests.api.builders import T0, record
@@ -109,13 +108,15 @@ def test_time_to_drain_runs_from_the_last_drain_to_deletion(client: FlaskClient,
 
 
 def test_queue_demand_comes_from_the_last_plan(client: FlaskClient, store: SqliteStore) -> None:
-    store.save_plan(T0, plan_as_data(Plan(
+    store.save_plan(T0, Plan(
         actions=(LaunchInstance("cloud-004", "cloud", "m1.large", 8, "demand: 1.vm"),
                  LaunchInstance("gpu-001", "gpu", "g1", 16, "demand: 3.vm")),
-        verdicts=(JobVerdict("1.vm", "launching", "launching cloud-004", "cloud", cores=8),
-                  JobVerdict("2.vm", "waiting-capacity", "at max_nodes", "cloud", cores=4),
-                  JobVerdict("3.vm", "launching", "launching gpu-001", "gpu", cores=16),
-                  JobVerdict("4.vm", "not-eligible", "held", cores=2)))))
+        verdicts=(JobVerdict("1.vm", VerdictStatus.LAUNCHING, "launching cloud-004", "cloud",
+                             cores=8),
+                  JobVerdict("2.vm", VerdictStatus.WAITING_CAPACITY, "at max_nodes", "cloud",
+                             cores=4),
+                  JobVerdict("3.vm", VerdictStatus.LAUNCHING, "launching gpu-001", "gpu", cores=16),
+                  JobVerdict("4.vm", VerdictStatus.NOT_ELIGIBLE, "held", cores=2))))
 
     samples = scrape(client)
 

@@ -6,11 +6,10 @@ from datetime import timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan
+from dtserver.actions import ExpireHint, JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.clock import FakeClock
 from dtserver.model import ErrorKind, NodeState, PoolHealth
 from dtserver.store import PassReport
-from dtserver.serialize import plan_as_data
 from dtserver.store.sqlite import SqliteStore
 from tests.api.builders import T0, record
 from tests.api.test_hints import assert_error
@@ -27,14 +26,14 @@ def fill_store(store: SqliteStore) -> None:
                                       last_error=ErrorKind.CAPACITY, last_message="quota",
                                       stopped=True))
     store.save_pass(PassReport(time=T0, duration_seconds=0.25, ok=True, summary={"launched": 1}))
-    store.save_plan(T0, plan_as_data(Plan(
+    store.save_plan(T0, Plan(
         actions=(LaunchInstance("cloud-005", "cloud", "m1.large", 4, "demand: 1 job"),
                  LaunchInstance("cloud-006", "cloud", "m1.large", 4, "demand: 1 job"),
                  ExpireHint(7, "matched")),
-        verdicts=(JobVerdict("12.vm", "launching", "cloud-005"),
-                  JobVerdict("13.vm", "launching", "cloud-006"),
-                  JobVerdict("14.vm", "not-eligible", "held")),
-        notes=("gpu pool stopped",))))
+        verdicts=(JobVerdict("12.vm", VerdictStatus.LAUNCHING, "cloud-005"),
+                  JobVerdict("13.vm", VerdictStatus.LAUNCHING, "cloud-006"),
+                  JobVerdict("14.vm", VerdictStatus.NOT_ELIGIBLE, "held")),
+        notes=("gpu pool stopped",)))
     store.add_event(T0, "launch", "launch requested", hostname="cloud-003", pool="cloud")
     store.add_event(T0 + timedelta(seconds=1), "failure", "boot timeout", hostname="gpu-001",
                     pool="gpu")
@@ -209,10 +208,19 @@ def test_plan_is_null_before_the_first_pass(client: FlaskClient) -> None:
 
 
 def test_plan_returns_the_last_saved_plan(client: FlaskClient, store: SqliteStore) -> None:
-    store.save_plan(T0, {"actions": [], "notes": ["nothing to do"]})
+    store.save_plan(T0, Plan(actions=(ExpireHint(3, "matched job 12.vm"),),
+                             verdicts=(JobVerdict("12.vm", VerdictStatus.LAUNCHING,
+                                                  "launching cloud-005", "cloud", 2),),
+                             notes=("nothing else to do",)))
 
     assert client.get("/v1/plan").get_json() == {
-        "time": "2026-01-02T03:04:05Z", "plan": {"actions": [], "notes": ["nothing to do"]}}
+        "time": "2026-01-02T03:04:05Z", "plan": {
+            "actions": [{"type": "ExpireHint", "hint_id": 3, "reason": "matched job 12.vm",
+                         "strike_user": None, "strike_source": None}],
+            "verdicts": [{"job_id": "12.vm", "status": "launching",
+                          "reason": "launching cloud-005", "pool": "cloud", "cores": 2,
+                          "hosts": []}],
+            "notes": ["nothing else to do"]}}
 
 
 def test_sleep_then_wake_toggles_the_flag_and_records_events(

@@ -11,12 +11,11 @@ from typing import Iterator
 
 import pytest
 
-from dtserver.actions import JobVerdict, LaunchInstance, Plan
+from dtserver.actions import JobVerdict, LaunchInstance, Plan, VerdictStatus
 from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
 from dtserver.clock import FakeClock
 from dtserver.model import ErrorKind, IntentKind, NodeState, PoolHealth
-from dtserver.serialize import plan_as_data
 from dtserver.store import PassReport
 from dtserver.store.sqlite import SqliteStore
 from tests.admin.conftest import serve_app
@@ -46,14 +45,15 @@ def fill(store: SqliteStore) -> None:
                                       last_message="instance ERROR: no valid host"))
     store.save_pass(PassReport(time=T0 - timedelta(seconds=4), duration_seconds=0.31, ok=True,
                                summary={}))
-    store.save_plan(T0 - timedelta(seconds=4), plan_as_data(Plan(
+    store.save_plan(T0 - timedelta(seconds=4), Plan(
         actions=(LaunchInstance("cloud-005", "cloud", "m1.large", 8, "demand: 32.vm"),),
-        verdicts=(JobVerdict("31.vm", "waiting-boot", "waiting for cloud-003 to join", "cloud"),
-                  JobVerdict("32.vm", "launching", "launching cloud-005", "cloud"),
-                  JobVerdict("33.vm", "waiting-capacity", "pool gpu backing off until "
+        verdicts=(JobVerdict("31.vm", VerdictStatus.WAITING_BOOT,
+                             "waiting for cloud-003 to join", "cloud"),
+                  JobVerdict("32.vm", VerdictStatus.LAUNCHING, "launching cloud-005", "cloud"),
+                  JobVerdict("33.vm", VerdictStatus.WAITING_CAPACITY, "pool gpu backing off until "
                              "03:08:05Z after boot: instance ERROR", "gpu"),
-                  JobVerdict("34.vm", "not-eligible", "held (Hold_Types=u)")),
-        notes=("pool gpu backing off",))))
+                  JobVerdict("34.vm", VerdictStatus.NOT_ELIGIBLE, "held (Hold_Types=u)")),
+        notes=("pool gpu backing off",)))
     store.add_event(T0 - 2 * minute, "failure", "gpu-001: boot timeout after 1200 s",
                     hostname="gpu-001", pool="gpu")
     store.add_event(T0 - minute, "launch", "cloud-003 launching (m1.large): demand: 31.vm",

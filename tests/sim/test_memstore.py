@@ -1,16 +1,21 @@
 """MemoryStore behaves as SqliteStore does for the same calls (the simulator's store)."""
 from __future__ import annotations
 
+import typing
 from datetime import timedelta
 
 import pytest
 
+from dtserver.actions import (
+    Action, AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JobVerdict,
+    JoinNode, LaunchInstance, MarkDown, MarkEntryReady, OfflineNode, Plan, PokeScheduler,
+    RegisterSlot, ReleaseNode, ResetPool, SetSleeping, Transition, VerdictStatus)
 from dtserver.model import (
     DrainKind, ErrorKind, Flavor, IntentKind, IntentStatus, NodeRecord, NodeState, PoolHealth)
 from dtserver.sim.memstore import MemoryStore
 from dtserver.store import (
-    CataloguePool, HintLimitReached, HintLimits, PassReport, PoolCatalogue, RecordNotFound,
-    StoreError)
+    CataloguePool, EventKind, HintLimitReached, HintLimits, PassReport, PoolCatalogue,
+    RecordNotFound, StoredPlan, StoreError)
 from dtserver.store.sqlite import SqliteStore
 from tests.builders import T0
 
@@ -32,7 +37,7 @@ def test_records_round_trip_in_creation_order_and_deleted_ones_hide(store):
     store.insert_record(record("a", "n-1"))
     with pytest.raises(StoreError):
         store.insert_record(record("a", "n-1"))
-    updated = store.update_record("a", state="idle", drain=DrainKind.IDLE,
+    updated = store.update_record("a", state=NodeState.IDLE, drain=DrainKind.IDLE,
                                   down_since=T0 + timedelta(seconds=9))
     assert updated.state is NodeState.IDLE and updated.drain is DrainKind.IDLE
     assert store.record("a") == updated
@@ -42,9 +47,9 @@ def test_records_round_trip_in_creation_order_and_deleted_ones_hide(store):
     assert [r.id for r in store.records(include_deleted=True)] == ["a", "b"]
     with pytest.raises(RecordNotFound):
         store.update_record("zz", state=NodeState.IDLE)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):
         store.update_record("a", colour="red")
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):
         store.update_record("a", id="c")
 
 
@@ -76,14 +81,16 @@ def test_events_newest_first_and_last_plan_and_pass(store):
     assert [(e.kind, e.error_kind) for e in events] == [("failure", ErrorKind.BOOT),
                                                          ("launch", None)]
     assert events[1].hostname == "n-1" and events[1].time == T0
+    assert [e.kind for e in events] == [EventKind.FAILURE, EventKind.LAUNCH]
+    assert all(isinstance(e.kind, EventKind) for e in events)
     assert len(store.events(limit=1)) == 1
     assert store.last_plan() is None and store.last_pass() is None
     store.touch_plan(T0)
     assert store.last_plan() is None
-    store.save_plan(T0, {"actions": []})
-    assert store.last_plan() == (T0, {"actions": []})
+    store.save_plan(T0, Plan(actions=()))
+    assert store.last_plan() == StoredPlan(T0, (), (), ())
     store.touch_plan(T0 + timedelta(seconds=10))
-    assert store.last_plan() == (T0 + timedelta(seconds=10), {"actions": []})
+    assert store.last_plan() == StoredPlan(T0 + timedelta(seconds=10), (), (), ())
     report = PassReport(T0, 0.5, True, {"actions": 0})
     store.save_pass(report)
     assert store.last_pass() == report
@@ -135,3 +142,37 @@ def test_hint_strikes_count_by_user_and_source_within_the_window(store):
     strikes = store.hint_strikes(T0 + hour)
     assert strikes.by_user == {"mallory": 1, "eve": 1}
     assert strikes.by_source == {"192.0.2.9": 1}
+
+
+def test_the_last_plan_comes_back_as_it_was_planned(store):
+    actions = (
+        RegisterSlot("cloud-001", "cloud", 2, frozenset({"CLOUD", "b"})),
+        LaunchInstance("cloud-002", "cloud", "m1.small", 2, "demand: 1.vm", group="g",
+                       prewarm=True),
+        AdoptInstance("r-1", "i-1"),
+        JoinNode("r-1", "cloud-002", "10.0.0.2", 2, frozenset({"CLOUD"})),
+        MarkEntryReady("r-1", "i-1", "cloud-002"),
+        PokeScheduler("nodes turned ready"),
+        Transition("r-2", NodeState.FAILED, "boot timeout", failure=ErrorKind.BOOT),
+        Transition("r-3", NodeState.IDLE, "mom reported"),
+        MarkDown("r-3", T0 + timedelta(seconds=1, microseconds=5)),
+        MarkDown("r-3", None),
+        OfflineNode("r-3", "cloud-003", DrainKind.IDLE, "idle for 600 s"),
+        ClearNode("r-3", "cloud-003", "queued demand fits"),
+        ReleaseNode("r-3", "cloud-003", 2, frozenset({"CLOUD"}), "idle"),
+        DeleteInstance(None, "i-9", "orphan"),
+        ExpireHint(4, "expired", strike_user="tuser", strike_source="192.0.2.1"),
+        CompleteIntent(5, IntentStatus.DONE, "done"),
+        SetSleeping(True, "drain-all"),
+        ResetPool("cloud", "admin reset"))
+    verdicts = (JobVerdict("1.vm", VerdictStatus.WAITING_SCHEDULER, "fits", "cloud", 2,
+                           ("cloud-003",)),
+                JobVerdict("2.vm", VerdictStatus.NOT_ELIGIBLE, "held"))
+    store.save_plan(T0, Plan(actions=actions, verdicts=verdicts, notes=("a note",),
+                             revisit_after=timedelta(seconds=2)))
+
+    stored = store.last_plan()
+
+    assert {type(action) for action in actions} == set(typing.get_args(Action))
+    assert stored == StoredPlan(T0, actions, verdicts, ("a note",))
+    assert [type(verdict.status) for verdict in stored.verdicts] == [VerdictStatus] * 2

@@ -7,7 +7,7 @@ import pytest
 from dtserver.actions import LaunchInstance
 from dtserver.model import Chunk, Flavor, Request
 from dtserver.planning import plan
-from dtserver.planning.demand import eligible_pools
+from dtserver.planning.eligibility import eligible_pools
 from dtserver.planning.invariants import check_plan
 from tests.builders import LARGE, SMALL, job, policy, pool, request, snapshot
 

@@ -6,7 +6,7 @@ import pytest
 from dtserver.actions import (
     AdoptInstance, ClearNode, CompleteIntent, DeleteInstance, ExpireHint, JoinNode,
     LaunchInstance, MarkEntryReady, OfflineNode, PokeScheduler, RegisterSlot, ReleaseNode,
-    SetSleeping, Transition)
+    SetSleeping, Transition, VerdictStatus)
 from dtserver.model import (
     DrainKind, ErrorKind, IntentKind, IntentStatus, JobState, NodeState, PoolHealth, Quota)
 from dtserver.planning import SCHEDULER_STALL, SETTLE_POLL, plan
@@ -627,3 +627,12 @@ def test_capacity_errors_back_off_but_never_stop_the_pool():
 def test_slots_of_large_pools_get_wider_numbers():
     assert pool(max_nodes=1200).slot_names[-1] == "cloud-1200"
     assert LARGE.cores == 8 and SMALL.cores == 2
+
+
+def test_verdict_statuses_are_the_documented_strings():
+    # docs/api.md (GET /v1/jobs/ID/why) lists them; JSON carries the plain value.
+    assert [status.value for status in VerdictStatus] == [
+        "launching", "waiting-boot", "waiting-scheduler", "waiting-job-end",
+        "waiting-capacity", "unservable", "not-eligible"]
+    result = planned(snapshot(jobs=[job()], with_slots=policy()), policy())
+    assert verdict(result, "1.vm").status is VerdictStatus.LAUNCHING

@@ -92,7 +92,7 @@ def test_a_plan_that_shows_nothing_new_is_not_written_again_only_its_time(cluste
     assert (first.plan.actions, first.plan.verdicts, first.plan.notes) == (
         second.plan.actions, second.plan.verdicts, second.plan.notes)
     assert second.time not in written
-    assert cluster.store.last_plan()[0] == second.time
+    assert cluster.store.last_plan().time == second.time
     cluster.submit({"nodes": "2:ppn=8"}, 60)     # more than the node has: a launch
     third = cluster.step()
     assert third.plan.of_type(LaunchInstance) and written[-1] == third.time
