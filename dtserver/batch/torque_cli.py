@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import getopt
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from dtserver.batch.torque_commands import CommandResult
 from dtserver.batch.torque_emulator import (
-    TorqueEmulator, script_file_refusal, split_qsub_arguments)
+    QsubUsageError, TorqueEmulator, parse_qsub_options, script_file_refusal)
 from dtserver.clock import FakeClock, SystemClock
 from dtserver.model import DtError
 
@@ -289,12 +288,12 @@ def run_qsub(home: EmulatorHome, args: Sequence[str], read_stdin: Callable[[], b
     if refusal is not None:
         return CommandResult(argv, 1, b"", refusal)
     try:
-        options, operands = split_qsub_arguments(args)
-    except getopt.GetoptError:
+        options, operands = parse_qsub_options(args)
+    except QsubUsageError:
         return _answer(home, argv, None)            # the server prints the usage
     # Usage errors, and -I (which runs the filter another way, not emulated) are answered
     # by the server; so is a script file when there is no filter to give it to.
-    if len(operands) > 1 or any(option == "-I" for option, _ in options) \
+    if len(operands) > 1 or any(option == "I" for option, _ in options) \
             or (submit_filter is None and operands):
         return _answer(home, argv, None)
     if operands:

@@ -593,6 +593,16 @@ def test_qsub_reads_the_script_from_a_file(tmp_path) -> None:
     assert (emu.job(job_id).name, emu.job(job_id).exec_host) == ("job.sh", "cn01/0-1")
 
 
+def test_qsub_takes_options_after_the_script_file_as_real_qsub_does(tmp_path) -> None:
+    clock, emu = emulator()
+    cluster(clock, emu, ("cn01", 2, ""))
+    script = tmp_path / "job.sh"
+    script.write_text("sleep 1\n")
+    job_id = ok(emu, f"qsub {script} -q cloud -N late -l nodes=1:ppn=2").strip()
+    job = emu.job(job_id)
+    assert (job.queue, job.name, job.resources["nodes"]) == ("cloud", "late", "1:ppn=2")
+
+
 @pytest.mark.parametrize("content, refusal", [
     (b"#!/bin/sh\r\nsleep 1\r\n", "qsub dos.sh"),
     (b"#!/bin/sh\nsleep 1\nsleep 2\r\n", "qsub dos.sh"),       # any line counts
