@@ -15,8 +15,9 @@ import pytest
 from dtserver.batch import BatchUnavailable
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_commands import CommandResult
-from dtserver.batch.torque_emulator import EmulatorError, TorqueEmulator
 from dtserver.clock import FakeClock
+from dtserver.fakes.torque.server import TorqueEmulator
+from dtserver.fakes.torque.state import EmulatorError
 from dtserver.model import JobState
 from tests.torque_captures import find, load_blocks
 

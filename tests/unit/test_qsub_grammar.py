@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from dtserver.batch.torque_emulator import QsubUsageError, parse_qsub_options
+from dtserver.fakes.torque.qsub import QsubUsageError, parse_qsub_options
 from tests.hooks.support import FILTER
 from tests.qsub_grammar import CASES, USAGE
 
