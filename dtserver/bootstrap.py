@@ -2,8 +2,9 @@
 
 `[torque] driver = torque | emulator` and `[cloud] driver = nova | fake` select real
 TORQUE commands or the emulator, real Nova or FakeNova; the reconciler cannot tell.
-The emulated world (dtserver/fakes/) is imported only when build_fake_world() is called,
-so the reconciler of a real deployment never loads a fake.
+Each builder imports what it builds, so a process loads only its own parts: the API
+(dtserver/wsgi.py) takes just its store from here, the reconciler never loads a fake, and
+the emulated world (dtserver/fakes/) loads only when build_fake_world() is called.
 """
 from __future__ import annotations
 
@@ -16,16 +17,17 @@ from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_commands import SubprocessRunner
 from dtserver.clock import Clock, SystemClock
 from dtserver.cloud import Cloud, CloudError, ForeignInstance
-from dtserver.cloud.nova import NovaCloud
 from dtserver.config import Settings, build_policy
 from dtserver.events import EventRunner
 from dtserver.model import DtError, ErrorKind, Flavor
-from dtserver.reconciler import Reconciler
 from dtserver.store import RecordNotFound, Store, StoreError
 from dtserver.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from dtserver.api.settings import ApiSettings
+    from dtserver.cloud.nova import NovaCloud
     from dtserver.fakes.world import FakeWorld
+    from dtserver.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ def build_fake_world(clock: Clock, **options: Any) -> FakeWorld:
 
 def build_store(settings: Settings) -> SqliteStore:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(settings.db_path)
+
+
+def build_api_store(settings: ApiSettings) -> SqliteStore:
+    """The API's store: the reconciler's database, named by the API's own settings."""
     return SqliteStore(settings.db_path)
 
 
@@ -73,6 +80,7 @@ def build_nova_cloud(client: Any, store: Store, *, cluster_id: str,
     """NovaCloud as this installation: the store's installation id on every instance, the
     store's records vouching for instances made before installation ids, and an event in
     the store for each instance that wears our cluster id but is not ours."""
+    from dtserver.cloud.nova import NovaCloud
     clock = clock or SystemClock()
 
     def knows_record(record_id: str) -> bool:
@@ -107,6 +115,7 @@ def build_nova_cloud(client: Any, store: Store, *, cluster_id: str,
 
 def build_reconciler(settings: Settings, *, clock: Clock, batch: Batch, cloud: Cloud,
                      store: SqliteStore, background_workers: int = 0) -> Reconciler:
+    from dtserver.reconciler import Reconciler
     flavors: Mapping[str, Flavor] = {flavor.name: flavor for flavor in cloud.flavors()}
     return Reconciler(batch=batch, cloud=cloud, store=store, clock=clock,
                       policy=build_policy(settings, flavors),
