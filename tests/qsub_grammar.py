@@ -5,10 +5,13 @@ may follow the script name (getopt permutes), flags group (`-hz`), a value may b
 (`-lnodes=2`) or be the next word whatever it looks like (`-N -x`), `--` ends the options,
 and a letter GETOPT_ARGS lacks, a missing value or any `--word` is a usage error.
 
+The job script's directives follow the same grammar once qsub has split them into words
+(DIRECTIVE_CASES).
+
 The submit filter (hooks/torque_submitfilter) must stay a standalone stdlib script, so it
 cannot share the emulator's parser; both are checked against these cases instead
-(tests/unit/test_qsub_grammar.py). Each case is (argv, (options, operands)) with options
-as (letter, value) pairs, or (argv, USAGE).
+(tests/unit/test_qsub_grammar.py). Each case of CASES is (argv, (options, operands)) with
+options as (letter, value) pairs, or (argv, USAGE).
 """
 from __future__ import annotations
 
@@ -62,4 +65,29 @@ CASES: tuple[tuple[list[str], tuple[Options, list[str]] | str], ...] = (
     (["job.sh", "-l"], USAGE),
     (["--version"], USAGE),
     (["--queue=batch", "job.sh"], USAGE),
+)
+
+# The job script's leading directive block, as qsub's get_script() reads it, and its words
+# as make_argv() splits them. Each case is (script, directive prefix, options or USAGE).
+DIRECTIVE_CASES: tuple[tuple[bytes, str, Options | str], ...] = (
+    # Only the leading block counts; options in it permute like the command line's.
+    (b"#!/bin/sh\n#PBS -N job\n#PBS -l nodes=2\nhostname\n#PBS -q late\n", "#PBS",
+     [("N", "job"), ("l", "nodes=2")]),
+    (b"#PBS job.sh -q batch\n", "#PBS", [("q", "batch")]),
+    # Blank lines, comments, `#!` and `:` lines keep the block going; indentation is fine.
+    (b"#!/bin/sh\n\n: a no-op\n# a comment\n  #PBS -A acct\necho\n", "#PBS", [("A", "acct")]),
+    # Quotes group words and stay in them; a backslash keeps the next character.
+    (b'#PBS -N "my job"\n', "#PBS", [("N", '"my job"')]),
+    (b"#PBS -A a\\ b\n", "#PBS", [("A", "a b")]),
+    # A trailing backslash continues the directive on the next line.
+    (b"#PBS -l nodes=1 \\\n  -q batch\necho\n", "#PBS", [("l", "nodes=1"), ("q", "batch")]),
+    # CR LF line ends (a script on stdin) read as LF.
+    (b"#PBS -q batch\r\necho\r\n", "#PBS", [("q", "batch")]),
+    # -C names another prefix; an empty one turns directives off.
+    (b"#PBS -q a\n#FOO -q b\n", "#FOO", [("q", "b")]),
+    (b"#PBS -q a\n", "", []),
+    # What qsub refuses.
+    (b"#PBS -Z\n", "#PBS", USAGE),
+    (b'#PBS -N "unterminated\n', "#PBS", USAGE),
+    (b"#PBS -l nodes=1 \\\n", "#PBS", USAGE),
 )

@@ -1,11 +1,11 @@
 """qsub on the emulated server: its option grammar (glibc getopt over TORQUE's
-GETOPT_ARGS, held to tests/qsub_grammar.py like the submit filter), the checks of a script
-file it makes before anything else, `#PBS` directives, and the submission itself.
+GETOPT_ARGS) and its reading of `#PBS` directives, both held to tests/qsub_grammar.py like
+the submit filter; the checks of a script file it makes before anything else; and the
+submission itself.
 """
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -34,6 +34,7 @@ _SCRIPT_NOT_ASCII = "qsub:  file must be an ascii script\n"        # 50_
 _SCRIPT_IN_DOS_FORMAT = "qsub:  script is written in DOS/Windows text format\n"
 _ASCII_CHECKED_BYTES = 50    # istext() reads MMAX_VERIFY_BYTES
 _LINE_BUFFER = 2048          # isWindowsFormat() reads lines with fgets into MAXBUF
+_SPACE = " \t\n\v\f\r"              # C isspace() in the C locale, as qsub uses it
 # What istext() takes for text in the C locale (qsub never calls setlocale): isprint or isspace.
 _TEXT_BYTES = frozenset(range(0x20, 0x7f)) | frozenset(b" \t\n\v\f\r")
 
@@ -149,20 +150,76 @@ def check_array(text: str) -> str | None:
     return None
 
 
-def _script_directives(script: str, prefix: str) -> list[tuple[str, str]]:
-    """`#PBS` options of a job script, read up to its first command line, in order."""
+def read_directives(script: str, prefix: str) -> list[tuple[str, str]]:
+    """The options of a job script's directives, in order, as qsub's get_script() reads
+    them: only the leading block counts (blank lines, comments, `#!` and `:` lines keep
+    it going), a trailing backslash continues a directive, and an empty prefix (`-C ''`)
+    turns directives off. Raises QsubUsageError where qsub refuses the script."""
     options: list[tuple[str, str]] = []
-    for line in script.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if not stripped.startswith("#"):
-            break
-        if stripped.startswith(prefix):
-            words = shlex.split(stripped[len(prefix):], comments=True)
-            found, _ = parse_qsub_options(words)
+    if not prefix:
+        return options
+    rows = script.split("\n")
+    if rows[-1] == "":
+        rows.pop()                        # the text after the last newline, if any
+    index = 0
+    while index < len(rows):
+        line = rows[index].removesuffix("\r")   # qsub turns CRLF into LF before looking
+        index += 1
+        if line.lstrip(_SPACE).startswith(prefix):
+            while line.endswith("\\"):
+                if index >= len(rows):
+                    raise QsubUsageError("a directive continues past the end of the script")
+                line = line[:-1] + rows[index].removesuffix("\r")
+                index += 1
+            found, _ = parse_qsub_options(_directive_words(line.lstrip(_SPACE)[len(prefix):]))
             options.extend(found)
+        elif _is_command(line):
+            break
     return options
+
+
+def _directive_words(text: str) -> list[str]:
+    """make_argv(): white space separates words; quotes group words and, unlike a shell,
+    stay in the word; a backslash keeps the next character as it is."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    position = 0
+    while position < len(text):
+        character = text[position]
+        if character in "\"'":
+            end = text.find(character, position + 1)
+            if end < 0:
+                raise QsubUsageError(f"unmatched {character} in a directive")
+            word.append(text[position:end + 1])
+            position = end + 1
+            in_word = True
+        elif character == "\\":
+            word.append(text[position + 1:position + 2])
+            position += 2
+            in_word = True
+        elif character in _SPACE:
+            if in_word:
+                words.append("".join(word))
+                word.clear()
+                in_word = False
+            position += 1
+        else:
+            word.append(character)
+            position += 1
+            in_word = True
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def _is_command(line: str) -> bool:
+    """isexecutable(): the first line that is not blank, a comment, `#!` or `:` ends the
+    directive block."""
+    if line.startswith((":", "#!")):
+        return False
+    rest = line.lstrip(_SPACE)
+    return rest != "" and not rest.startswith("#")
 
 
 class QsubCommand(Scheduler):
@@ -199,7 +256,7 @@ class QsubCommand(Scheduler):
             default_name = "STDIN"
         prefix = next((value for option, value in options if option == "C"), "#PBS")
         try:
-            directives = _script_directives(script.decode(errors="replace"), prefix)
+            directives = read_directives(script.decode(errors="replace"), prefix)
         except (QsubUsageError, ValueError):
             return 2, "", QSUB_USAGE.lstrip("\n")
         merged = directives + options
