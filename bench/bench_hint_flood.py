@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dtserver.actions import LaunchInstance  # noqa: E402
 from dtserver.batch.torque import TorqueBatch  # noqa: E402
-from dtserver.bootstrap import (  # noqa: E402
-    DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world)
+from dtserver.bootstrap import build_fake_world  # noqa: E402
 from dtserver.clock import FakeClock  # noqa: E402
 from dtserver.cloud.nova import NovaCloud  # noqa: E402
+from dtserver.fakes.world import DEMO_FLAVORS, DEMO_IMAGE, FakeWorld  # noqa: E402
 from dtserver.model import NodeState  # noqa: E402
 from dtserver.policy import Policy, Pool  # noqa: E402
 from dtserver.reconcile.loop import Reconciler  # noqa: E402

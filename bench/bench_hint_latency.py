@@ -33,13 +33,14 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dtserver.batch.torque import TorqueBatch  # noqa: E402
-from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin  # noqa: E402
 from dtserver.batch.torque_commands import Runner, SubprocessRunner  # noqa: E402
-from dtserver.batch.torque_emulator import TorqueEmulator  # noqa: E402
-from dtserver.bootstrap import (  # noqa: E402
-    DEMO_FLAVORS, DEMO_IMAGE, LockedRunner, build_nova_cloud)
+from dtserver.bootstrap import build_nova_cloud  # noqa: E402
 from dtserver.clock import SystemClock  # noqa: E402
-from dtserver.cloud.fake_nova import FakeNova  # noqa: E402
+from dtserver.fakes.nova import FakeNova  # noqa: E402
+from dtserver.fakes.torque.cli import install_bin  # noqa: E402
+from dtserver.fakes.torque.persistence import EmulatorHome, init_home  # noqa: E402
+from dtserver.fakes.torque.server import TorqueEmulator  # noqa: E402
+from dtserver.fakes.world import DEMO_FLAVORS, DEMO_IMAGE, LockedRunner  # noqa: E402
 from dtserver.policy import HintTrust  # noqa: E402
 from dtserver.reconcile.loop import Reconciler  # noqa: E402
 from dtserver.wakeup import Wakeup  # noqa: E402

@@ -24,10 +24,12 @@ from typing import TextIO
 from dtserver.api import create_app
 from dtserver.api.devserver import serve_in_thread
 from dtserver.api.settings import ApiSettings
-from dtserver.bootstrap import DEMO_IMAGE, build_batch, build_cloud, build_fake_world, build_reconciler
 from dtserver.batch import BatchUnavailable
+from dtserver.bootstrap import (
+    build_batch, build_cloud, build_fake_world, build_reconciler, build_store)
 from dtserver.clock import ScaledClock, SystemClock
 from dtserver.config import PoolSettings, Settings
+from dtserver.fakes.world import DEMO_IMAGE
 from dtserver.model import JobState, NodeState
 from dtserver.wakeup import Wakeup
 from dtserver.store.sqlite import SqliteStore
@@ -128,7 +130,7 @@ class Demo:
             state = Path(tmp)
             settings = demo_settings(state, options)
             world = build_fake_world(self.clock, boot_delay=options.boot_delay)
-            store = SqliteStore(settings.db_path)
+            store = build_store(settings)
             batch = build_batch(settings, world)
             cloud = build_cloud(settings, world, store=store)
             reconciler = build_reconciler(settings, clock=self.clock, batch=batch,

@@ -8,5 +8,7 @@ import os
 
 from dtserver.api import create_app
 from dtserver.api.settings import ApiSettings
+from dtserver.bootstrap import build_api_store
 
-app = create_app(ApiSettings.from_process_environ(os.environ))
+settings = ApiSettings.from_process_environ(os.environ)
+app = create_app(settings, store=build_api_store(settings))

@@ -17,14 +17,15 @@ from dtserver.api.serialize import ModelJSONProvider
 from dtserver.api.settings import ApiConfigError, ApiSettings
 from dtserver.clock import Clock, SystemClock
 from dtserver.store import Store, StoreError
-from dtserver.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings | None = None, *, store: Store | None = None,
+def create_app(settings: ApiSettings | None = None, *, store: Store,
                clock: Clock | None = None) -> Flask:
-    """Build the app; raises ApiConfigError when a token file is unusable."""
+    """Build the app on `store`, which the composition root opens (dtserver/bootstrap.py,
+    through dtserver/wsgi.py under gunicorn); raises ApiConfigError when a token file is
+    unusable."""
     settings = settings or ApiSettings()
     for warning in settings.warnings:
         log.warning("%s", warning)
@@ -42,7 +43,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     attach_context(app, ApiContext(
         settings=settings,
-        store=store if store is not None else SqliteStore(settings.db_path),
+        store=store,
         clock=clock or SystemClock(),
         admin_token=admin_token,
         hint_token=hint_token,

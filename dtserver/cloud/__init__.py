@@ -1,7 +1,8 @@
 """The Cloud port: the few Nova operations the reconciler needs.
 
 Implementations: `NovaCloud` (nova.py) over a python-novaclient client, which is either a
-real one on a keystoneauth1 session or `FakeNova` (fake_nova.py), which has the same shape.
+real one on a keystoneauth1 session or `FakeNova` (dtserver/fakes/nova.py), which has the
+same shape.
 """
 from __future__ import annotations
 

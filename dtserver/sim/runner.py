@@ -27,21 +27,23 @@ from typing import Callable, Sequence
 from dtserver.actions import (
     ClearNode, DeleteInstance, JoinNode, LaunchInstance, MarkDown, OfflineNode, PokeScheduler,
     RegisterSlot, ReleaseNode, Transition)
-from dtserver.batch.emulator_batch import EmulatorBatch
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_emulator import EmulatorError
-from dtserver.bootstrap import DEMO_IMAGE, build_fake_world
+from dtserver.bootstrap import build_fake_world
 from dtserver.clock import FakeClock
 from dtserver.cloud import Cloud
-from dtserver.cloud.fake_nova import FakeServer
 from dtserver.cloud.nova import NovaCloud
+from dtserver.fakes.incremental_nova import IncrementalNovaCloud
+from dtserver.fakes.nova_resources import FakeServer
+from dtserver.fakes.torque.batch import EmulatorBatch
+from dtserver.fakes.torque.state import EmulatorError
+from dtserver.fakes.world import DEMO_IMAGE
 from dtserver.model import DtError, Flavor, Job, JobState, Node, NodeState
 from dtserver.policy import IdleRelease, Policy, Pool
 from dtserver.reconcile.loop import Reconciler, Report
 from dtserver.sim.memstore import MemoryStore
 from dtserver.sim.progress import SimProgress
 from dtserver.sim.workload import QUEUE, SimJob
-from dtserver.sim.world import IncrementalNovaCloud, InvariantWatch
+from dtserver.sim.world import InvariantWatch
 
 log = logging.getLogger(__name__)
 

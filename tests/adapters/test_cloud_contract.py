@@ -20,9 +20,9 @@ from novaclient import exceptions as nova_exc
 
 from dtserver.clock import FakeClock
 from dtserver.cloud import CloudError
-from dtserver.cloud.fake_nova import DEFAULT_IMAGE, DEFAULT_NETWORK, FakeNova
 from dtserver.cloud.nova import CLUSTER_KEY, INSTALLATION_KEY, POOL_KEY, RECORD_KEY, NovaCloud
 from dtserver.cloud.nova_session import build_nova_client
+from dtserver.fakes.nova import DEFAULT_IMAGE, DEFAULT_NETWORK, FakeNova
 from dtserver.model import ErrorKind, Instance, InstanceSpec
 from tests.tooling.novastack.plugin import CLOUD_NAME, LiveNova
 

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 import pytest
 
 from dtserver.batch import BatchUnavailable
-from dtserver.batch.emulator_batch import EmulatorBatch
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.clock import FakeClock
+from dtserver.fakes.torque.batch import EmulatorBatch
+from dtserver.fakes.torque.server import TorqueEmulator
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 CLOUD = frozenset({"CLOUD"})

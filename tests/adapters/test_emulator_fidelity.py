@@ -17,8 +17,8 @@ from xml.sax.saxutils import unescape
 import pytest
 
 from dtserver.batch.torque_commands import CommandResult
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.clock import FakeClock
+from dtserver.fakes.torque.server import TorqueEmulator
 from tests.torque_captures import DATA, Capture, load_blocks
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

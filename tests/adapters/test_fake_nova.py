@@ -8,8 +8,7 @@ import pytest
 from novaclient import exceptions as nova_exc
 
 from dtserver.clock import FakeClock
-from dtserver.cloud.fake_nova import (
-    DEFAULT_IMAGE, DEFAULT_NETWORK, NO_VALID_HOST, Call, FakeNova)
+from dtserver.fakes.nova import DEFAULT_IMAGE, DEFAULT_NETWORK, NO_VALID_HOST, Call, FakeNova
 from dtserver.model import Flavor, Quota
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

@@ -9,8 +9,8 @@ from novaclient import exceptions as nova_exc
 
 from dtserver.clock import FakeClock
 from dtserver.cloud import CloudError
-from dtserver.cloud.fake_nova import DEFAULT_IMAGE, DEFAULT_NETWORK, NO_VALID_HOST, FakeNova
 from dtserver.cloud.nova import NovaCloud, fault_kind
+from dtserver.fakes.nova import DEFAULT_IMAGE, DEFAULT_NETWORK, NO_VALID_HOST, FakeNova
 from dtserver.model import ErrorKind, InstanceSpec, Quota
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

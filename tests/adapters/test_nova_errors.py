@@ -12,8 +12,8 @@ from novaclient import client as nova_client
 from novaclient import exceptions as nova_exc
 
 from dtserver.cloud import CloudError
-from dtserver.cloud.fake_nova import NO_VALID_HOST
 from dtserver.cloud.nova import NovaCloud, classify, fault_kind
+from dtserver.fakes.nova import NO_VALID_HOST
 from dtserver.model import ErrorKind
 
 QUOTA_MESSAGE = "Quota exceeded for cores: Requested 2, but already used 2 of 3 cores"

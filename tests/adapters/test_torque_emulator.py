@@ -15,8 +15,9 @@ import pytest
 from dtserver.batch import BatchUnavailable
 from dtserver.batch.torque import TorqueBatch
 from dtserver.batch.torque_commands import CommandResult
-from dtserver.batch.torque_emulator import EmulatorError, TorqueEmulator
 from dtserver.clock import FakeClock
+from dtserver.fakes.torque.server import TorqueEmulator
+from dtserver.fakes.torque.state import EmulatorError
 from dtserver.model import JobState
 from tests.torque_captures import find, load_blocks
 
@@ -591,6 +592,16 @@ def test_qsub_reads_the_script_from_a_file(tmp_path) -> None:
     script.write_text("#PBS -l nodes=1:ppn=2\nsleep 1\n")
     job_id = ok(emu, f"qsub {script}").strip()
     assert (emu.job(job_id).name, emu.job(job_id).exec_host) == ("job.sh", "cn01/0-1")
+
+
+def test_qsub_takes_options_after_the_script_file_as_real_qsub_does(tmp_path) -> None:
+    clock, emu = emulator()
+    cluster(clock, emu, ("cn01", 2, ""))
+    script = tmp_path / "job.sh"
+    script.write_text("sleep 1\n")
+    job_id = ok(emu, f"qsub {script} -q cloud -N late -l nodes=1:ppn=2").strip()
+    job = emu.job(job_id)
+    assert (job.queue, job.name, job.resources["nodes"]) == ("cloud", "late", "1:ppn=2")
 
 
 @pytest.mark.parametrize("content, refusal", [

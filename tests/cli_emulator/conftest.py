@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin
+from dtserver.fakes.torque.cli import install_bin
+from dtserver.fakes.torque.persistence import EmulatorHome, init_home
 from tests.builders import T0
 
 

@@ -10,10 +10,11 @@ import pytest
 
 from dtserver.batch import BatchCommandError, BatchUnavailable, NodeBusy
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin
 from dtserver.batch.torque_commands import CommandResult, Runner, SubprocessRunner
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.clock import FakeClock
+from dtserver.fakes.torque.cli import install_bin
+from dtserver.fakes.torque.persistence import EmulatorHome, init_home
+from dtserver.fakes.torque.server import TorqueEmulator
 from dtserver.model import JobState
 from tests.builders import T0
 from tests.cli_emulator.support import run

@@ -14,13 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.batch.torque_commands import SubprocessRunner
-from dtserver.batch.torque_emulator import EmulatedJob, EmulatedNode
-from dtserver.bootstrap import (
-    DEMO_FLAVORS, DEMO_IMAGE, build_nova_cloud, play_worker_user_data)
+from dtserver.bootstrap import build_nova_cloud
 from dtserver.clock import FakeClock
-from dtserver.cloud.fake_nova import FakeNova, FakeServer
+from dtserver.fakes.nova import FakeNova
+from dtserver.fakes.nova_resources import FakeServer
+from dtserver.fakes.torque.cli import install_bin
+from dtserver.fakes.torque.persistence import EmulatorHome, init_home, open_server
+from dtserver.fakes.torque.state import EmulatedJob, EmulatedNode
+from dtserver.fakes.world import DEMO_FLAVORS, DEMO_IMAGE, play_worker_user_data
 from dtserver.model import NodeState
 from dtserver.policy import Policy, Pool
 from dtserver.reconcile.loop import Reconciler, Report

@@ -12,7 +12,7 @@ import pytest
 from dtserver.api import create_app
 from dtserver.api.devserver import ThreadServer, serve_in_thread
 from dtserver.api.settings import ApiSettings
-from dtserver.batch.torque_cli import EmulatorHome
+from dtserver.fakes.torque.persistence import EmulatorHome
 from dtserver.model import Flavor
 from dtserver.store import CataloguePool, PoolCatalogue
 from dtserver.store.sqlite import SqliteStore

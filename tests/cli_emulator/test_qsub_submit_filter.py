@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from dtserver.batch.torque_cli import EmulatorHome
+from dtserver.fakes.torque.persistence import EmulatorHome
 from tests.cli_emulator.support import TIMEOUT, ok, run, shell, xml_jobs
 from tests.torque_captures import DATA, Capture, find, load_blocks
 

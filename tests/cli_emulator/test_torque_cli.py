@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_cli import (
-    HOME_VARIABLE, EmulatorHome, EmulatorHomeError, init_home, install_bin, main)
 from dtserver.batch.torque_commands import SubprocessRunner
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.clock import FakeClock, SystemClock
+from dtserver.fakes.torque.cli import install_bin, main
+from dtserver.fakes.torque.persistence import (
+    HOME_VARIABLE, EmulatorHome, EmulatorHomeError, init_home)
+from dtserver.fakes.torque.server import TorqueEmulator
 from dtserver.model import JobState
 from tests.builders import T0
 from tests.cli_emulator.support import TIMEOUT, node_states, ok, run, shell, xml_jobs

@@ -21,9 +21,9 @@ import pytest
 
 from dtserver.batch.hosts import BEGIN_MARKER, HostsFile
 from dtserver.batch.torque_commands import CommandResult
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.clock import FakeClock
 from dtserver.config import build_policy, load_settings
+from dtserver.fakes.torque.server import TorqueEmulator
 from dtserver.model import Flavor
 from dtserver.planning.repair import SLOT_NOTE
 from tests.builders import T0

@@ -20,13 +20,15 @@ from typing import Mapping, Sequence
 import requests
 
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.batch.torque_commands import SubprocessRunner
-from dtserver.bootstrap import (
-    DEMO_FLAVORS, DEMO_IMAGE, build_nova_cloud, play_worker_user_data)
+from dtserver.bootstrap import build_nova_cloud
 from dtserver.clock import SystemClock
 from dtserver.cloud import Cloud
-from dtserver.cloud.fake_nova import FakeNova, FakeServer
+from dtserver.fakes.nova import FakeNova
+from dtserver.fakes.nova_resources import FakeServer
+from dtserver.fakes.torque.cli import install_bin
+from dtserver.fakes.torque.persistence import EmulatorHome, init_home, open_server
+from dtserver.fakes.world import DEMO_FLAVORS, DEMO_IMAGE, play_worker_user_data
 from dtserver.model import Flavor, Instance, InstanceSpec, Quota
 from dtserver.policy import Policy
 from dtserver.reconcile.loop import Reconciler

@@ -1,4 +1,5 @@
-"""The filter's pure pieces, loaded from its file: JSON, URLs, settings, qsub's word rules.
+"""The filter's pure pieces, loaded from its file: JSON, URLs, settings, directive words
+(its qsub options are checked in tests/unit/test_qsub_grammar.py, with the emulator's).
 
 Everything observable from outside is tested through a subprocess in
 test_torque_submitfilter.py; these cover what a subprocess cannot show (the text of a
@@ -95,22 +96,3 @@ def test_a_missing_default_config_means_the_defaults(tmp_path: Path) -> None:
 ])
 def test_directive_words_split_as_qsub_make_argv(text: bytes, words: list[bytes]) -> None:
     assert submitfilter.split_directive(text) == words
-
-
-@pytest.mark.parametrize("args, options, operands", [
-    (["-hz", "job.sh"], [("h", ""), ("z", "")], ["job.sh"]),
-    (["-lnodes=2", "-l", "mem=1gb"], [("l", "nodes=2"), ("l", "mem=1gb")], []),
-    (["job.sh", "-q", "batch"], [("q", "batch")], ["job.sh"]),
-    (["-I", "-N", "-x"], [("I", ""), ("N", "-x")], []),
-    (["--", "-q", "x"], [], ["-q", "x"]),
-    (["-"], [], ["-"]),
-])
-def test_options_are_read_as_glibc_getopt_reads_them(
-        args: list[str], options: list[tuple[str, str]], operands: list[str]) -> None:
-    assert submitfilter.parse_options(args) == (options, operands)
-
-
-@pytest.mark.parametrize("args", [["-Z"], ["-q"], ["--version"]])
-def test_options_qsub_refuses_are_usage_errors(args: list[str]) -> None:
-    with pytest.raises(submitfilter.UsageError):
-        submitfilter.parse_options(args)

@@ -6,7 +6,7 @@ What runs, and how production runs it:
 - the reconciler is the console script `dtserver-reconciler -c dynamic_torque.conf`
   (the systemd unit's ExecStart; `dtserver-db migrate`, its ExecStartPre, runs before every
   start), in its own process group, with its background workers, logging to a file;
-- TORQUE is the CLI emulator (dtserver/batch/torque_cli.py): the reconciler runs qstat,
+- TORQUE is the CLI emulator (dtserver/fakes/torque/cli.py): the reconciler runs qstat,
   pbsnodes and qmgr as processes from `torque_bin_dir`; the node names resolve through
   `hosts_file`, which the emulator's qmgr checks as pbs_server does;
 - Nova is the real Nova API; the harness plays each instance's cloud-init: once a server of
@@ -61,8 +61,9 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
 from novaclient import client as nova_client
 
-from dtserver.batch.torque_cli import EmulatorHome, init_home, install_bin, open_server
 from dtserver.cloud.nova import CLUSTER_KEY, RECORD_KEY
+from dtserver.fakes.torque.cli import install_bin
+from dtserver.fakes.torque.persistence import EmulatorHome, init_home, open_server
 from dtserver.model import NodeRecord, NodeState, announces_entry
 from dtserver.planning.repair import SLOT_NOTE
 from dtserver.store.sqlite import SqliteStore

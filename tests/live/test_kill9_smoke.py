@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from dtserver.batch.torque_cli import open_server
 from dtserver.cloud.nova import CLUSTER_KEY, PRODUCT_TAG, RECORD_KEY, cluster_tag
+from dtserver.fakes.torque.persistence import open_server
 from tests.live.kill9 import Checker, Site, nova_databases, server_history
 
 pytestmark = pytest.mark.live_nova

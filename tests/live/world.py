@@ -17,10 +17,11 @@ from typing import Callable
 
 from dtserver.batch.torque import TorqueBatch
 from dtserver.bootstrap import build_nova_cloud
-from dtserver.batch.torque_emulator import EmulatedJob, TorqueEmulator
 from dtserver.clock import FakeClock, SystemClock
 from dtserver.cloud import Cloud
 from dtserver.cloud.nova_session import build_nova_client
+from dtserver.fakes.torque.server import TorqueEmulator
+from dtserver.fakes.torque.state import EmulatedJob
 from dtserver.model import Flavor, Instance, InstanceSpec, Quota
 from dtserver.policy import Policy, Pool
 from dtserver.reconcile.loop import Reconciler

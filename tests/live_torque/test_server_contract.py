@@ -17,9 +17,9 @@ import pytest
 
 from dtserver.batch.hosts import HostsFile
 from dtserver.batch.torque_commands import CommandResult
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.batch.torque_parse import iter_qstat_jobs, parse_pbsnodes_xml
 from dtserver.clock import FakeClock
+from dtserver.fakes.torque.server import TorqueEmulator
 from dtserver.model import JobState, Node
 from tests.builders import T0
 from tests.torque_captures import DATA, load_blocks

@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from dtserver.batch.torque import TorqueBatch
-from dtserver.bootstrap import (
-    DEMO_FLAVORS, DEMO_IMAGE, FakeWorld, build_fake_world, build_nova_cloud)
+from dtserver.bootstrap import build_fake_world, build_nova_cloud
 from dtserver.clock import FakeClock
+from dtserver.fakes.world import DEMO_FLAVORS, DEMO_IMAGE, FakeWorld
 from dtserver.model import NodeEvent
 from dtserver.policy import Policy, Pool
 from dtserver.reconcile.loop import Reconciler, Report

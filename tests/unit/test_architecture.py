@@ -18,3 +18,14 @@ def test_import_contracts_hold(tmp_path):
          "no_logo=True))"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_composition_root_loads_no_fake_until_asked():
+    # A real deployment's reconciler imports bootstrap; the fakes must stay out of it.
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, dtserver.bootstrap; "
+         "print(sorted(m for m in sys.modules if m.startswith(('dtserver.fakes', "
+         "'dtserver.sim'))))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

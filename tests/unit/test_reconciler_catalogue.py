@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dtserver.bootstrap import DEMO_FLAVORS
+from dtserver.fakes.world import DEMO_FLAVORS
 from dtserver.model import Flavor
 from dtserver.policy import Policy, Pool
 from dtserver.reconcile.catalogue import pool_catalogue

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from dtserver.actions import AdoptInstance, DeleteInstance
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_emulator import TorqueEmulator
-from dtserver.bootstrap import (
-    DEMO_FLAVORS, DEMO_IMAGE, LockedRunner, build_nova_cloud, play_worker_user_data)
+from dtserver.bootstrap import build_nova_cloud
 from dtserver.clock import FakeClock
-from dtserver.cloud.fake_nova import FakeNova, FakeServer
 from dtserver.cloud.nova import CLUSTER_KEY, INSTALLATION_KEY, RECORD_KEY, cluster_tag
+from dtserver.fakes.nova import FakeNova
+from dtserver.fakes.nova_resources import FakeServer
+from dtserver.fakes.torque.server import TorqueEmulator
+from dtserver.fakes.world import DEMO_FLAVORS, DEMO_IMAGE, LockedRunner, play_worker_user_data
 from dtserver.model import NodeState
 from dtserver.policy import Policy, Pool
 from dtserver.reconcile.loop import Reconciler, Report

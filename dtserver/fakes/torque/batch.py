@@ -25,8 +25,8 @@ from typing import Any, Sequence
 from dtserver import nodespec
 from dtserver.batch import BatchUnavailable
 from dtserver.batch.torque import TorqueBatch
-from dtserver.batch.torque_emulator import TorqueEmulator
 from dtserver.batch.torque_commands import CommandResult, Runner
+from dtserver.fakes.torque.server import TorqueEmulator
 from dtserver.model import Job, JobState, Node, Request
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -29,6 +29,9 @@ from novaclient import exceptions as nova_exc
 from novaclient.v2.limits import AbsoluteLimit
 
 from dtserver.clock import Clock
+from dtserver.fakes.nova_resources import (
+    FakeResource, FakeServer, as_text, encode_user_data, flavor_view, getid, mac_address,
+    resource_links, server_flavor, tag_filter, validate_server_fields)
 from dtserver.model import Flavor, Quota
 
 # Fixed ids of the harness's fake Glance image and fake Neutron `private` network.
@@ -50,15 +53,11 @@ SERVER_OPERATIONS = ("servers.create", "servers.list", "servers.delete")
 
 _FIRST_ADDRESS = ipaddress.IPv4Address("169.254.80.100")  # as the harness launcher
 _LAST_ADDRESS = ipaddress.IPv4Address("169.254.254.254")
-_MAX_USER_DATA = 65535   # bytes once base64 encoded
-_MAX_TAGS = 50
-_TAG = re.compile(r"[^,/]{1,60}")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 _NICS_REQUIRED = api_versions.APIVersion("2.37")
 _TAGS_AT_CREATE = api_versions.APIVersion("2.52")
 _SERVER_TAGS = api_versions.APIVersion("2.26")
-_EMBEDDED_FLAVOR = api_versions.APIVersion("2.47")
 
 
 @dataclass(frozen=True)
@@ -67,29 +66,6 @@ class Call:
 
     operation: str
     args: Mapping[str, Any] = field(default_factory=dict)
-
-
-class FakeResource:
-    """Attribute access over a response body, as novaclient.base.Resource gives it."""
-
-    def __init__(self, info: Mapping[str, Any]) -> None:
-        self._info = dict(info)
-        self.__dict__.update(self._info)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self._info)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._info.get('id')}>"
-
-
-class FakeServer(FakeResource):
-    def __init__(self, info: Mapping[str, Any], manager: FakeServerManager) -> None:
-        super().__init__(info)
-        self.manager = manager
-
-    def delete(self) -> None:
-        self.manager.delete(self)
 
 
 @dataclass
@@ -325,8 +301,8 @@ class FakeNova:
                                   availability_zone=availability_zone, nics=nics)
             metadata = dict(meta or {})
             tag_list = list(tags or ())
-            encoded = _encode_user_data(userdata)
-            _validate_server_fields(name, metadata, tag_list, encoded)
+            encoded = encode_user_data(userdata)
+            validate_server_fields(name, metadata, tag_list, encoded)
             flavor_value = self._flavors.get(str(flavor))
             if flavor_value is None:
                 raise nova_exc.BadRequest(400, "Invalid flavorRef provided.")
@@ -355,7 +331,7 @@ class FakeNova:
             # Real Nova answers a create with this much and no more.
             return FakeServer({
                 "id": server.id,
-                "links": _links("servers", server.id),
+                "links": resource_links("servers", server.id),
                 "OS-DCF:diskConfig": "MANUAL",
                 "security_groups": [{"name": group} for group in server.security_groups],
             }, self.servers)
@@ -405,7 +381,7 @@ class FakeNova:
             failure = self._enter("servers.set_tags", server=server_id, tags=list(tags))
             server = self._server(server_id)
             tag_list = list(tags)
-            _validate_server_fields(server.name, server.metadata, tag_list, None)
+            validate_server_fields(server.name, server.metadata, tag_list, None)
             server.tags = tag_list
             if failure is not None:
                 raise failure.error
@@ -417,7 +393,7 @@ class FakeNova:
                                   value=value)
             server = self._server(server_id)
             metadata = {**server.metadata, key: value}
-            _validate_server_fields(server.name, metadata, server.tags, None)
+            validate_server_fields(server.name, metadata, server.tags, None)
             server.metadata = metadata
             if failure is not None:
                 raise failure.error
@@ -442,7 +418,7 @@ class FakeNova:
     def _flavor_list(self) -> list[FakeResource]:
         with self._lock:
             self._enter("flavors.list")
-            return [_flavor_view(flavor) for flavor in self._flavors.values()]
+            return [flavor_view(flavor) for flavor in self._flavors.values()]
 
     def _flavor_get(self, flavor_id: str) -> FakeResource:
         with self._lock:
@@ -450,7 +426,7 @@ class FakeNova:
             flavor = self._flavors.get(flavor_id)
             if flavor is None:
                 raise nova_exc.NotFound(404, f"Flavor {flavor_id} could not be found.")
-            return _flavor_view(flavor)
+            return flavor_view(flavor)
 
     def _absolute_limits(self) -> dict[str, int]:
         with self._lock:
@@ -596,24 +572,24 @@ class FakeNova:
         tags = set(server.tags)
         if self.api_version >= _SERVER_TAGS:
             # Older microversions ignore tag filters, as Nova drops unknown filters.
-            if not _tag_filter(search_opts.get("tags"), lambda wanted: wanted <= tags):
+            if not tag_filter(search_opts.get("tags"), lambda wanted: wanted <= tags):
                 return False
-            if not _tag_filter(search_opts.get("tags-any"), lambda wanted: bool(wanted & tags)):
+            if not tag_filter(search_opts.get("tags-any"), lambda wanted: bool(wanted & tags)):
                 return False
-            if not _tag_filter(search_opts.get("not-tags"), lambda wanted: not wanted <= tags):
+            if not tag_filter(search_opts.get("not-tags"), lambda wanted: not wanted <= tags):
                 return False
-            if not _tag_filter(search_opts.get("not-tags-any"),
-                               lambda wanted: not wanted & tags):
+            if not tag_filter(search_opts.get("not-tags-any"),
+                              lambda wanted: not wanted & tags):
                 return False
         name = search_opts.get("name")
-        if name and not re.search(_text(name), server.name):
+        if name and not re.search(as_text(name), server.name):
             return False
         status = search_opts.get("status")
         # `metadata` is deliberately not a filter: Nova ignores it for project members.
-        return not status or _text(status).upper() == server.status
+        return not status or as_text(status).upper() == server.status
 
     def _view(self, server: _Server, detailed: bool) -> FakeServer:
-        links = _links("servers", server.id)
+        links = resource_links("servers", server.id)
         if not detailed:
             return FakeServer({"id": server.id, "name": server.name, "links": links},
                               self.servers)
@@ -626,14 +602,14 @@ class FakeNova:
             "user_id": USER_ID,
             "metadata": dict(server.metadata),
             "hostId": "",
-            "image": {"id": server.image, "links": _links("images", server.image)},
-            "flavor": _server_flavor(server.flavor, self.api_version),
+            "image": {"id": server.image, "links": resource_links("images", server.image)},
+            "flavor": server_flavor(server.flavor, self.api_version),
             "created": server.created.strftime(_TIME_FORMAT),
             "updated": server.updated.strftime(_TIME_FORMAT),
             "addresses": server.reported_addresses
             if server.reported_addresses is not None else {network_name: [
                 {"version": 4, "addr": address, "OS-EXT-IPS:type": "fixed",
-                 "OS-EXT-IPS-MAC:mac_addr": _mac(slot)}
+                 "OS-EXT-IPS-MAC:mac_addr": mac_address(slot)}
                 for address, slot in zip(server.addresses, server.address_slots)]}
             if server.addresses else {},
             "accessIPv4": "",
@@ -672,7 +648,7 @@ class FakeServerManager:
                security_groups: Iterable[str] | None = None, nics: Any = None,
                tags: Iterable[str] | None = None) -> FakeServer:
         return self._nova._create(
-            name, _getid(image), _getid(flavor), meta=meta, userdata=userdata,
+            name, getid(image), getid(flavor), meta=meta, userdata=userdata,
             key_name=key_name, availability_zone=availability_zone,
             security_groups=security_groups, nics=nics, tags=tags)
 
@@ -681,19 +657,19 @@ class FakeServerManager:
         return self._nova._list(detailed, search_opts, marker, limit)
 
     def get(self, server: Any) -> FakeServer:
-        return self._nova._get(_getid(server))
+        return self._nova._get(getid(server))
 
     def delete(self, server: Any) -> None:
-        self._nova._delete(_getid(server))
+        self._nova._delete(getid(server))
 
     def set_tags(self, server: Any, tags: Iterable[str]) -> list[str]:
-        return self._nova._set_tags(_getid(server), tags)
+        return self._nova._set_tags(getid(server), tags)
 
     def set_meta_item(self, server: Any, key: str, value: str) -> FakeResource:
-        return self._nova._set_meta_item(_getid(server), key, value)
+        return self._nova._set_meta_item(getid(server), key, value)
 
     def delete_meta(self, server: Any, keys: Iterable[str]) -> None:
-        self._nova._delete_meta(_getid(server), keys)
+        self._nova._delete_meta(getid(server), keys)
 
 
 class FakeFlavorManager:
@@ -706,7 +682,7 @@ class FakeFlavorManager:
         return self._nova._flavor_list()
 
     def get(self, flavor: Any) -> FakeResource:
-        return self._nova._flavor_get(str(_getid(flavor)))
+        return self._nova._flavor_get(str(getid(flavor)))
 
     def find(self, **kwargs: Any) -> FakeResource:
         matches = [flavor for flavor in self.list()
@@ -766,69 +742,3 @@ def _take(rules: list[_BootRule], name: str) -> bool:
     return False
 
 
-def _getid(value: Any) -> Any:
-    return getattr(value, "id", value)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _tag_filter(value: Any, accept: Callable[[set[str]], bool]) -> bool:
-    if not value:
-        return True
-    return accept({tag for tag in _text(value).split(",") if tag})
-
-
-def _encode_user_data(userdata: Any) -> str | None:
-    """novaclient base64-encodes str, bytes or a file's content before sending."""
-    if userdata is None:
-        return None
-    data = userdata.read() if hasattr(userdata, "read") else userdata
-    raw = data.encode() if isinstance(data, str) else bytes(data)
-    return base64.b64encode(raw).decode()
-
-
-def _validate_server_fields(name: str, metadata: Mapping[str, str], tags: list[str],
-                            user_data: str | None) -> None:
-    """The JSON-schema checks Nova runs on a create body (messages shortened)."""
-    if not name:
-        raise nova_exc.BadRequest(
-            400, "Invalid input for field/attribute name. Value: . '' is too short")
-    if len(name) > 255:
-        raise nova_exc.BadRequest(400, "Invalid input for field/attribute name. Value is too long")
-    for key, value in metadata.items():
-        if not 1 <= len(key) <= 255 or not isinstance(value, str) or len(value) > 255:
-            raise nova_exc.BadRequest(
-                400, f"Invalid input for field/attribute metadata. Value: {key!r}")
-    if len(tags) > _MAX_TAGS or not all(_TAG.fullmatch(tag) for tag in tags):
-        raise nova_exc.BadRequest(400, f"Invalid input for field/attribute tags. Value: {tags}")
-    if user_data is not None and len(user_data) > _MAX_USER_DATA:
-        raise nova_exc.BadRequest(
-            400, "Invalid input for field/attribute user_data. Value is too long")
-
-
-def _server_flavor(flavor: Flavor, version: api_versions.APIVersion) -> dict[str, Any]:
-    if version >= _EMBEDDED_FLAVOR:
-        # From 2.47 Nova embeds the flavor and no longer says its id.
-        return {"vcpus": flavor.cores, "ram": flavor.mem_mb, "disk": 10, "ephemeral": 0,
-                "swap": 0, "original_name": flavor.name, "extra_specs": {}}
-    return {"id": flavor.id, "links": _links("flavors", str(flavor.id))}
-
-
-def _flavor_view(flavor: Flavor) -> FakeResource:
-    return FakeResource({
-        "id": flavor.id or flavor.name, "name": flavor.name, "vcpus": flavor.cores,
-        "ram": flavor.mem_mb, "disk": 10, "swap": "", "OS-FLV-EXT-DATA:ephemeral": 0,
-        "OS-FLV-DISABLED:disabled": False, "os-flavor-access:is_public": True,
-        "rxtx_factor": 1.0, "description": None, "extra_specs": {},
-        "links": _links("flavors", flavor.id or flavor.name)})
-
-
-def _links(collection: str, item_id: str) -> list[dict[str, str]]:
-    return [{"rel": "self", "href": f"http://127.0.0.1:8774/v2.1/{collection}/{item_id}"},
-            {"rel": "bookmark", "href": f"http://127.0.0.1:8774/{collection}/{item_id}"}]
-
-
-def _mac(slot: int) -> str:
-    return f"fa:16:3e:{(slot >> 16) & 0xff:02x}:{(slot >> 8) & 0xff:02x}:{slot & 0xff:02x}"
