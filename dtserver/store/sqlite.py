@@ -470,9 +470,14 @@ class SqliteStore:
             row = conn.execute("SELECT time, plan FROM last_plan WHERE id = 1").fetchone()
         if row is None:
             return None
-        data = json.loads(row[1])
-        return StoredPlan(_decode_time(row[0]), actions_from_data(data["actions"]),
-                          verdicts_from_data(data["verdicts"]), tuple(data["notes"]))
+        try:
+            data = json.loads(row[1])
+            return StoredPlan(_decode_time(row[0]), actions_from_data(data["actions"]),
+                              verdicts_from_data(data["verdicts"]), tuple(data["notes"]))
+        except (ValueError, KeyError, TypeError) as error:
+            # A report, not state: one another release wrote is replaced by the next pass.
+            log.warning("stored plan unreadable, shown as none until the next pass: %r", error)
+            return None
 
     def save_pass(self, report: PassReport) -> None:
         params = (_encode_time(report.time), float(report.duration_seconds), int(report.ok),

@@ -440,6 +440,22 @@ def test_touching_the_last_plan_keeps_it_and_dates_it_anew(store):
     assert store.last_plan() == StoredPlan(T0 + timedelta(seconds=10), (), (), ("sleeping",))
 
 
+@pytest.mark.parametrize("stored", [
+    '{"actions": [{"type": "LaunchTheMissiles"}], "verdicts": [], "notes": []}',
+    '{"actions": [], "verdicts": [{"job_id": "1.vm", "status": "pondering"}], "notes": []}',
+    '{"plan": "from a release that kept another shape"}',
+    'not json',
+])
+def test_a_plan_another_release_stored_reads_as_none_until_the_next_pass(store, stored):
+    # The last plan is a report the next pass rewrites, never state: /status must answer.
+    store.save_plan(T0, Plan(actions=(), notes=("sleeping",)))
+    with sqlite3.connect(store.path) as raw:
+        raw.execute("UPDATE last_plan SET plan = ? WHERE id = 1", (stored,))
+    assert store.last_plan() is None
+    store.save_plan(T0, Plan(actions=(), notes=("sleeping",)))
+    assert store.last_plan() == StoredPlan(T0, (), (), ("sleeping",))
+
+
 def test_last_pass_round_trips(store):
     assert store.last_pass() is None
     report = PassReport(time=T0, duration_seconds=0.25, ok=False,
