@@ -21,7 +21,7 @@ from dtserver.model import (
     PoolHealth)
 from dtserver.store import (
     KEEP, Event, EventKind, HintLimitReached, HintLimits, Keep, PassReport, PoolCatalogue,
-    RecordNotFound, StoredHint, StoredPlan, StoreError)
+    RecordNotFound, StoredHint, StoredPlan, StoreError, given)
 
 _EVERYONE = "\0"           # hint usage of all users: not a valid user name
 
@@ -62,10 +62,9 @@ class MemoryStore:
                       drain: DrainKind | None | Keep = KEEP,
                       down_since: datetime | None | Keep = KEEP,
                       prewarm: bool | Keep = KEEP) -> NodeRecord:
-        changes = {name: value for name, value in (
-            ("state", state), ("state_since", state_since), ("reason", reason),
-            ("instance_id", instance_id), ("address", address), ("drain", drain),
-            ("down_since", down_since), ("prewarm", prewarm)) if value is not KEEP}
+        changes = given(state=state, state_since=state_since, reason=reason,
+                        instance_id=instance_id, address=address, drain=drain,
+                        down_since=down_since, prewarm=prewarm)
         updated = replace(self.record(record_id), **changes)
         self._keep(updated)
         return updated

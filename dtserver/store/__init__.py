@@ -79,6 +79,11 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 
+def given(**fields: object) -> dict[str, object]:
+    """The fields of an update_record call that change something."""
+    return {name: value for name, value in fields.items() if value is not KEEP}
+
+
 @dataclass(frozen=True)
 class Event:
     id: int

@@ -39,7 +39,7 @@ from dtserver.model import (
 from dtserver.serialize import actions_from_data, plan_as_data, verdicts_from_data
 from dtserver.store import (
     KEEP, CataloguePool, Event, EventKind, HintLimitReached, HintLimits, Keep, PassReport,
-    PoolCatalogue, RecordNotFound, StoredHint, StoredPlan, StoreError)
+    PoolCatalogue, RecordNotFound, StoredHint, StoredPlan, StoreError, given)
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +269,9 @@ class SqliteStore:
                       down_since: datetime | None | Keep = KEEP,
                       prewarm: bool | Keep = KEEP) -> NodeRecord:
         """Change the given fields of a record and return it."""
-        changes = {name: value for name, value in (
-            ("state", state), ("state_since", state_since), ("reason", reason),
-            ("instance_id", instance_id), ("address", address), ("drain", drain),
-            ("down_since", down_since), ("prewarm", prewarm)) if value is not KEEP}
+        changes = given(state=state, state_since=state_since, reason=reason,
+                        instance_id=instance_id, address=address, drain=drain,
+                        down_since=down_since, prewarm=prewarm)
         if not changes:
             return self.record(record_id)
         assignments = ", ".join(f"{name} = ?" for name in changes)
