@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import http.server
+import importlib.machinery
+import importlib.util
 import json
 import os
 import pwd
@@ -12,6 +14,7 @@ import ssl
 import subprocess
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,6 +26,16 @@ PBS_HOOK = HOOKS / "pbs_queuejob_hook.py"
 # bench_filter.py measures it). A run that waited for the service would never end: this
 # bound tells the two apart and holds while other processes keep the cores busy.
 CUT_SHORT_SECONDS = 15.0
+
+
+def load_filter() -> types.ModuleType:
+    """The submit filter as a module, for its functions (it is a script without .py)."""
+    loader = importlib.machinery.SourceFileLoader("torque_submitfilter", str(FILTER))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 # The job script of the reference captures (tests/data/torque/20_submitfilter.txt).
 FJOB = b"#!/bin/bash\n#PBS -N fjob\n#PBS -l walltime=00:10:00\necho hello from fjob\nsleep 600\n"

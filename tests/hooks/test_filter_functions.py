@@ -7,26 +7,15 @@ config error goes to syslog) or would need thousands of runs to cover.
 """
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
-import types
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.hooks.support import FILTER
+from tests.hooks.support import load_filter
 
-
-def load_filter() -> types.ModuleType:
-    loader = importlib.machinery.SourceFileLoader("torque_submitfilter", str(FILTER))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 submitfilter = load_filter()

@@ -5,30 +5,19 @@ function; tests/qsub_grammar.py is the one grammar both are held to.
 """
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import types
 from typing import Callable
 
 import pytest
 
 from dtserver.fakes.torque.qsub import QsubUsageError, parse_qsub_options, read_directives
-from tests.hooks.support import FILTER
+from tests.hooks.support import load_filter
 from tests.qsub_grammar import CASES, DIRECTIVE_CASES, USAGE
 
 Parsed = tuple[list[tuple[str, str]], list[str]]
 
 
-def _load_filter() -> types.ModuleType:
-    loader = importlib.machinery.SourceFileLoader("torque_submitfilter_grammar", str(FILTER))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
-
-_FILTER = _load_filter()
+_FILTER = load_filter()
 
 
 def _filter(args: list[str]) -> Parsed | str:
