@@ -6,10 +6,10 @@ Nova API (tests/tooling/novastack, started here on loopback) and the TORQUE CLI 
 while waves of jobs go through full node lives: qsub, scale-up, join, jobs run on the
 emulated moms, finish, idle, drain, release, delete. It is SIGKILLed (with its process
 group) at each kill point and started again at once. Every start is armed with the next
-occurrence of each step the reconciler logs or records (tests/live/kill9.py, KINDS) not yet
-killed at, and dies at the first one it reaches, so each kill is at a new point; every
-fifth start is killed at a random moment instead. After every kill and
-at the end, once the run has settled, it checks Nova's and TORQUE's own state: leaked
+occurrence of each step the reconciler logs or records (tests/live/kill9/points.py,
+KINDS) not yet killed at, and dies at the first one it reaches, so each kill is at a new
+point; every fifth start is killed at a random moment instead. After every kill and at the
+end, once the run has settled, it checks Nova's and TORQUE's own state: leaked
 instances, duplicate creates, nodes deleted under a running job, orphan node entries, and
 that every job ran once with exit status 0.
 
@@ -40,8 +40,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.live.kill9 import (  # noqa: E402
-    GreedyPlan, Kill9Run, NovaForBench, Site)
+from tests.live.kill9.nova import NovaForBench  # noqa: E402
+from tests.live.kill9.points import GreedyPlan  # noqa: E402
+from tests.live.kill9.reconciler import Site  # noqa: E402
+from tests.live.kill9.run import Kill9Run  # noqa: E402
 from tests.tooling.novastack.stack import HarnessUnavailable  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kill9.json"

@@ -11,7 +11,9 @@ import pytest
 
 from dtserver.cloud.nova import CLUSTER_KEY, PRODUCT_TAG, RECORD_KEY, cluster_tag
 from dtserver.fakes.torque.persistence import open_server
-from tests.live.kill9 import Checker, Site, nova_databases, server_history
+from tests.live.kill9.checks import Checker
+from tests.live.kill9.nova import nova_databases, server_history
+from tests.live.kill9.reconciler import Site
 
 pytestmark = pytest.mark.live_nova
 

@@ -1,7 +1,7 @@
 """The kill -9 harness's triggers, loaded into the reconciler process it tests (and only there).
 
-tests/live/kill9.py starts the production entry point, `dtserver-reconciler -c CONF`, with
-this directory on PYTHONPATH and its kill points in $DT_KILL9_TRIGGER (JSON):
+tests/live/kill9/reconciler.py starts the production entry point, `dtserver-reconciler -c
+CONF`, with this directory on PYTHONPATH and its kill points in $DT_KILL9_TRIGGER (JSON):
 
     {"fd": FD, "points": [{"label": "...", "source": "log" | "event" | "state",
                            "pattern": "...", "nth": N}, ...]}
