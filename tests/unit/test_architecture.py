@@ -1,4 +1,5 @@
-"""The dependency rules of docs/architecture.md hold: import-linter contracts in setup.cfg."""
+"""The dependency rules of docs/architecture.md hold: import-linter contracts in setup.cfg;
+and no source file grows past what a reader takes in (issue #14: no file over 800 lines)."""
 from __future__ import annotations
 
 import subprocess
@@ -6,6 +7,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+MAX_LINES = 800
+SOURCE_DIRS = ("dtserver", "admin", "hooks", "bench", "tests")
 
 
 def test_import_contracts_hold(tmp_path):
@@ -29,3 +32,14 @@ def test_the_composition_root_loads_no_fake_until_asked():
          "'dtserver.sim'))))"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_no_python_file_is_over_800_lines():
+    too_long = {}
+    for directory in SOURCE_DIRS:
+        for path in sorted((ROOT / directory).rglob("*.py")):
+            with open(path, "rb") as stream:
+                lines = sum(1 for _ in stream)
+            if lines > MAX_LINES:
+                too_long[str(path.relative_to(ROOT))] = lines
+    assert not too_long, f"over {MAX_LINES} lines, split them by job: {too_long}"
