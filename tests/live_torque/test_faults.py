@@ -139,6 +139,9 @@ def test_a_killed_mom_is_noticed_and_its_node_replaced(site: Site) -> None:
     site.wait_for(site.slots_restored, "slots registered")
     first = site.submit(SHORT)
     finish(site, [first])
+    # The job's end reaches our record at the next pass, not at once.
+    site.wait_for(lambda: any(record.state is NodeState.IDLE for record in site.records()),
+                  "the node idle")
     (victim,) = [record.hostname for record in site.records()
                  if record.state is NodeState.IDLE]
     site.fleet.kill_mom(victim)
